@@ -1,0 +1,254 @@
+"""Pinhole cameras and camera paths.
+
+Conventions (used everywhere in WorldStitch; see README "Conventions"):
+
+* Axes are OpenCV's: x right, y down, z forward. The world frame is the frame of view 0, so world "up" is -y.
+* ``world_to_cam`` is a 4x4 rigid transform mapping world points to camera points: ``x_cam = R @ x_world + t``.
+* ``K`` is 3x3 in pixels; pixel (u, v) = (column, row) and the centre of pixel (0, 0) is at (0.5, 0.5).
+* Depth is z-depth in scene units (metres for real photos); 0 means unknown.
+* Yaw turns right (about world -y, i.e. looking from above the camera turns clockwise), pitch looks up.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+# Invisible Stitch's 360° ring: 25° steps, then two views that close the gap symmetrically.
+RING_STEP_DEG = 25.0
+RING_STEPS = 11  # 0°, 25°, ..., 250°
+# The remaining gap is 360 - 250 = 110°; two more views at its thirds split it in three ~36.7° steps.
+# (Invisible Stitch hard-codes 272.5° and 316.25°; thirds keep every step below the ring step's overlap limit.)
+
+
+@dataclass(frozen=True)
+class Camera:
+    """A pinhole camera.
+
+    Attributes:
+        K: intrinsics in pixels.  # [3, 3]
+        world_to_cam: rigid transform world -> camera (OpenCV axes).  # [4, 4]
+        height: image height in pixels.
+        width: image width in pixels.
+    """
+
+    K: Tensor  # [3, 3]
+    world_to_cam: Tensor  # [4, 4]
+    height: int
+    width: int
+
+    @property
+    def cam_to_world(self) -> Tensor:  # [4, 4]
+        return rigid_inverse(self.world_to_cam)
+
+    @property
+    def center(self) -> Tensor:  # [3]
+        return self.cam_to_world[:3, 3]
+
+    @property
+    def hfov_deg(self) -> float:
+        return math.degrees(2 * math.atan(self.width / (2 * float(self.K[0, 0]))))
+
+    def to(self, device: torch.device | str) -> Camera:
+        return Camera(self.K.to(device), self.world_to_cam.to(device), self.height, self.width)
+
+    def scaled(self, height: int, width: int) -> Camera:
+        """The same camera at another resolution (intrinsics rescaled)."""
+        K = self.K.clone()
+        K[0] *= width / self.width
+        K[1] *= height / self.height
+        return Camera(K, self.world_to_cam, height, width)
+
+
+def rigid_inverse(T: Tensor) -> Tensor:  # [..., 4, 4] -> [..., 4, 4]
+    R = T[..., :3, :3]
+    t = T[..., :3, 3:]
+    out = torch.zeros_like(T)
+    out[..., :3, :3] = R.transpose(-1, -2)
+    out[..., :3, 3:] = -R.transpose(-1, -2) @ t
+    out[..., 3, 3] = 1
+    return out
+
+
+def intrinsics(height: int, width: int, hfov_deg: float | None = None, dtype=torch.float32) -> Tensor:  # [3, 3]
+    """Square-pixel intrinsics with the principal point at the image centre.
+
+    ``hfov_deg=None`` uses focal = image width (Invisible Stitch's default, hfov ≈ 53.13°).
+    """
+    focal = float(width) if hfov_deg is None else width / (2 * math.tan(math.radians(hfov_deg) / 2))
+    return torch.tensor([[focal, 0, width / 2], [0, focal, height / 2], [0, 0, 1]], dtype=dtype)
+
+
+def rotation_yaw_pitch(yaw_deg: float, pitch_deg: float, dtype=torch.float64) -> Tensor:  # [3, 3]
+    """Camera-to-world rotation for a camera turned by yaw (right positive) then pitch (up positive).
+
+    Columns are the camera's x (right), y (down), z (forward) axes written in world coordinates.
+    """
+    yaw, pitch = math.radians(yaw_deg), math.radians(pitch_deg)
+    forward = torch.tensor(
+        [math.sin(yaw) * math.cos(pitch), -math.sin(pitch), math.cos(yaw) * math.cos(pitch)], dtype=dtype
+    )
+    return _frame_from_forward(forward, yaw)
+
+
+def _frame_from_forward(forward: Tensor, yaw_rad: float) -> Tensor:  # [3] -> [3, 3]
+    world_down = torch.tensor([0.0, 1.0, 0.0], dtype=forward.dtype)
+    right = torch.linalg.cross(world_down, forward)
+    if float(right.norm()) < 1e-6:  # looking straight up or down: keep the yaw's right vector
+        right = torch.tensor([math.cos(yaw_rad), 0.0, -math.sin(yaw_rad)], dtype=forward.dtype)
+    right = right / right.norm()
+    down = torch.linalg.cross(forward, right)
+    return torch.stack([right, down / down.norm(), forward], dim=1)
+
+
+def pose(rotation_c2w: Tensor, position: Tensor | None = None) -> Tensor:  # [3, 3], [3] -> [4, 4] world_to_cam
+    c2w = torch.eye(4, dtype=rotation_c2w.dtype)
+    c2w[:3, :3] = rotation_c2w
+    if position is not None:
+        c2w[:3, 3] = position.to(rotation_c2w.dtype)
+    return rigid_inverse(c2w)
+
+
+def look_at(eye: Tensor, target: Tensor) -> Tensor:  # [3], [3] -> [4, 4] world_to_cam
+    """world_to_cam of a camera at ``eye`` looking at ``target`` with world up = -y."""
+    eye, target = eye.double(), target.double()
+    forward = (target - eye) / (target - eye).norm()
+    yaw = math.atan2(float(forward[0]), float(forward[2]))
+    return pose(_frame_from_forward(forward, yaw), eye)
+
+
+@dataclass(frozen=True)
+class View:
+    """One camera on a path, described the way people think about it."""
+
+    yaw_deg: float
+    pitch_deg: float = 0.0
+    position: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    hfov_deg: float | None = None  # None: the path's default FoV
+
+
+def ring_yaws() -> list[float]:
+    """The 13 yaws of the 360 ring: 0..250° in 25° steps, then the 110° gap split in thirds."""
+    yaws = [i * RING_STEP_DEG for i in range(RING_STEPS)]
+    gap = 360.0 - yaws[-1]
+    return yaws + [yaws[-1] + gap / 3, yaws[-1] + 2 * gap / 3]
+
+
+def ordered_ring(yaws: list[float]) -> list[float]:
+    """Order yaws so each new view is next to an existing one: 0, +25, -25, +50, -50 ... (alternating sides)."""
+    def signed(y: float) -> float:
+        return ((y + 180.0) % 360.0) - 180.0
+
+    return sorted(yaws, key=lambda y: (abs(signed(y)), signed(y) < 0))
+
+
+def path_views(mode: str, hfov_deg: float | None = None) -> list[View]:
+    """Named camera paths. View 0 is always the input photo's camera."""
+    if mode == "single":
+        return [View(0.0)]
+    if mode == "stage":
+        return [View(0.0), View(RING_STEP_DEG), View(-RING_STEP_DEG)]
+    if mode == "360":
+        return [View(y) for y in ordered_ring(ring_yaws())]
+    if mode == "sphere":
+        return sphere_views(hfov_deg)
+    raise ValueError(f"unknown mode {mode!r}: expected single, stage, 360, sphere or a path .json file")
+
+
+def sphere_views(hfov_deg: float | None) -> list[View]:
+    """The 360 ring, then rings above and below, then straight up and down.
+
+    The pitch step is 60 % of the vertical FoV so neighbouring rings overlap by at least 40 % of the field of
+    view; ring sizes shrink with cos(pitch) so horizontal overlap is kept too.
+    """
+    hfov = hfov_deg if hfov_deg is not None else math.degrees(2 * math.atan(0.5))
+    vfov = hfov  # conservative: square-ish views; wide images only overlap more
+    step = 0.6 * vfov
+    views = [View(y) for y in ordered_ring(ring_yaws())]
+    pitch = step
+    while pitch < 90.0 - 0.5 * step:
+        count = max(3, math.ceil(360.0 * math.cos(math.radians(pitch)) / (0.6 * hfov)))
+        for sign in (-1.0, 1.0):  # floor first: it is what people notice missing
+            yaws = ordered_ring([i * 360.0 / count for i in range(count)])
+            views += [View(y, sign * pitch) for y in yaws]
+        pitch += step
+    views += [View(0.0, -90.0), View(0.0, 90.0)]
+    return views
+
+
+def load_path_json(path: str | Path) -> list[View | Tensor]:
+    """Read a custom path: ``{"hfov_deg": 60, "views": [{"yaw": 0, "pitch": 0, "position": [x, y, z]}, ...]}``.
+
+    A view may instead be ``{"world_to_cam": [[...4x4...]]}``. Raises ValueError naming the bad field.
+    """
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError) as err:
+        raise ValueError(f"cannot read path file {path}: {err}") from None
+    except json.JSONDecodeError as err:
+        raise ValueError(f"path file {path} is not valid JSON: {err}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("views"), list) or not data["views"]:
+        raise ValueError(f"path file {path}: field 'views' must be a non-empty list")
+    default_fov = _number(data, "hfov_deg", path, None, 10.0, 170.0)
+    views: list[View | Tensor] = []
+    for i, item in enumerate(data["views"]):
+        where = f"views[{i}]"
+        if not isinstance(item, dict):
+            raise ValueError(f"path file {path}: field '{where}' must be an object")
+        if "world_to_cam" in item:
+            try:
+                matrix = torch.tensor(item["world_to_cam"], dtype=torch.float64)
+            except (TypeError, ValueError):
+                matrix = None
+            if matrix is None or matrix.shape != (4, 4) or not torch.isfinite(matrix).all():
+                raise ValueError(f"path file {path}: field '{where}.world_to_cam' must be a 4x4 matrix of numbers")
+            R = matrix[:3, :3]
+            if not torch.allclose(R @ R.T, torch.eye(3, dtype=R.dtype), atol=1e-4):
+                raise ValueError(f"path file {path}: field '{where}.world_to_cam' rotation is not orthonormal")
+            views.append(matrix)
+            continue
+        yaw = _number(item, "yaw", path, 0.0, -720.0, 720.0, where)
+        pitch = _number(item, "pitch", path, 0.0, -90.0, 90.0, where)
+        fov = _number(item, "hfov_deg", path, default_fov, 10.0, 170.0, where)
+        position = item.get("position", [0.0, 0.0, 0.0])
+        if (
+            not isinstance(position, list)
+            or len(position) != 3
+            or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in position)
+        ):
+            raise ValueError(f"path file {path}: field '{where}.position' must be a list of 3 numbers")
+        views.append(View(yaw, pitch, tuple(float(v) for v in position), fov))
+    return views
+
+
+def _number(obj: dict, key: str, path, default, lo: float, hi: float, where: str = "") -> float | None:
+    name = f"{where}.{key}" if where else key
+    if key not in obj:
+        return default
+    value = obj[key]
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        raise ValueError(f"path file {path}: field '{name}' must be a number, got {value!r}")
+    if not lo <= value <= hi:
+        raise ValueError(f"path file {path}: field '{name}' = {value} is outside [{lo}, {hi}]")
+    return float(value)
+
+
+def make_cameras(mode: str | Path, height: int, width: int, hfov_deg: float | None = None) -> list[Camera]:
+    """Cameras for a named mode or a path JSON file, all sharing view 0's intrinsics unless a view sets FoV."""
+    text = str(mode)
+    views = load_path_json(text) if text.endswith(".json") else path_views(text, hfov_deg)
+    cameras = []
+    for view in views:
+        if isinstance(view, Tensor):
+            K = intrinsics(height, width, hfov_deg)
+            cameras.append(Camera(K, view.float(), height, width))
+            continue
+        K = intrinsics(height, width, view.hfov_deg if view.hfov_deg is not None else hfov_deg)
+        w2c = pose(rotation_yaw_pitch(view.yaw_deg, view.pitch_deg), torch.tensor(view.position, dtype=torch.float64))
+        cameras.append(Camera(K, w2c.float(), height, width))
+    return cameras

@@ -1,0 +1,85 @@
+"""The small protocols every backend implements, and the typed values passed between them.
+
+Images are float32 ``[H, W, 3]`` in [0, 1]; masks are bool ``[H, W]`` (True = the thing named); depth is z-depth
+``[H, W]`` in scene units with 0 = unknown. Device/dtype follow the inputs.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Literal, Protocol, runtime_checkable
+
+from torch import Tensor
+
+from pipeline.cameras import Camera
+
+DepthKind = Literal["metric", "relative_inverse", "relative"]
+
+
+class Cancelled(RuntimeError):
+    """Raised inside the pipeline when the caller's cancel event is set."""
+
+
+@dataclass
+class DepthEstimate:
+    """Output of a depth estimator.
+
+    ``kind`` tells the aligner how to use it: ``metric`` is z-depth in metres, ``relative`` is depth up to
+    scale and shift, ``relative_inverse`` is disparity-like (larger = nearer) up to scale and shift.
+    """
+
+    values: Tensor  # [H, W]
+    kind: DepthKind = "metric"
+
+
+@dataclass
+class RenderResult:
+    """What a point renderer sees from a camera."""
+
+    rgb: Tensor  # [H, W, 3] float in [0, 1], 0 where unknown
+    depth: Tensor  # [H, W] z-depth, 0 where unknown
+    known_mask: Tensor  # [H, W] bool, True where geometry covers the pixel
+
+
+@runtime_checkable
+class Outpainter(Protocol):
+    def outpaint(
+        self,
+        image: Tensor,  # [H, W, 3]
+        fill_mask: Tensor,  # [H, W] bool, True = generate here
+        prompt: str,
+        negative_prompt: str,
+        seed: int,
+        cancel: threading.Event | None = None,
+    ) -> Tensor:  # [H, W, 3], equal to ``image`` outside ``fill_mask``
+        ...
+
+
+@runtime_checkable
+class DepthEstimator(Protocol):
+    def estimate(self, image: Tensor, camera: Camera) -> DepthEstimate:  # [H, W, 3] -> DepthEstimate
+        ...
+
+
+@runtime_checkable
+class DepthCompleter(Protocol):
+    def complete(
+        self,
+        image: Tensor,  # [H, W, 3]
+        known_depth: Tensor,  # [H, W], 0 where unknown
+        known_mask: Tensor,  # [H, W] bool
+        camera: Camera,
+    ) -> Tensor:  # [H, W] z-depth everywhere, equal to known_depth (within tolerance) on known_mask
+        ...
+
+
+@runtime_checkable
+class PointRenderer(Protocol):
+    def render(
+        self,
+        points: Tensor,  # [N, 3] world
+        colors: Tensor,  # [N, 3] in [0, 1]
+        camera: Camera,
+        radii: Tensor | None = None,  # [N] world-space footprint radius; None = one pixel at each point's depth
+    ) -> RenderResult: ...
