@@ -23,7 +23,8 @@ from torch import Tensor
 RING_STEP_DEG = 25.0
 RING_STEPS = 11  # 0°, 25°, ..., 250°
 # The remaining gap is 360 - 250 = 110°; two more views at its thirds split it in three ~36.7° steps.
-# (Invisible Stitch hard-codes 272.5° and 316.25°; thirds keep every step below the ring step's overlap limit.)
+# (Invisible Stitch hard-codes 272.5° and 316.25°, leaving uneven 22.5°/43.75°/43.75° steps.)
+SPHERE_MAX_STEP = 0.6  # sphere neighbours at most 60 % of the FoV apart = at least 40 % overlap
 
 
 @dataclass(frozen=True)
@@ -141,13 +142,14 @@ def ring_yaws() -> list[float]:
 
 def ordered_ring(yaws: list[float]) -> list[float]:
     """Order yaws so each new view is next to an existing one: 0, +25, -25, +50, -50 ... (alternating sides)."""
+
     def signed(y: float) -> float:
         return ((y + 180.0) % 360.0) - 180.0
 
     return sorted(yaws, key=lambda y: (abs(signed(y)), signed(y) < 0))
 
 
-def path_views(mode: str, hfov_deg: float | None = None) -> list[View]:
+def path_views(mode: str, hfov_deg: float | None = None, aspect: float = 0.75) -> list[View]:
     """Named camera paths. View 0 is always the input photo's camera."""
     if mode == "single":
         return [View(0.0)]
@@ -156,27 +158,28 @@ def path_views(mode: str, hfov_deg: float | None = None) -> list[View]:
     if mode == "360":
         return [View(y) for y in ordered_ring(ring_yaws())]
     if mode == "sphere":
-        return sphere_views(hfov_deg)
+        return sphere_views(hfov_deg, aspect)
     raise ValueError(f"unknown mode {mode!r}: expected single, stage, 360, sphere or a path .json file")
 
 
-def sphere_views(hfov_deg: float | None) -> list[View]:
-    """The 360 ring, then rings above and below, then straight up and down.
+def sphere_views(hfov_deg: float | None, aspect: float = 0.75) -> list[View]:
+    """A level ring, rings above and below, then straight up and down, so floor and sky are generated.
 
-    The pitch step is 60 % of the vertical FoV so neighbouring rings overlap by at least 40 % of the field of
-    view; ring sizes shrink with cos(pitch) so horizontal overlap is kept too.
+    Neighbours are at most ``SPHERE_MAX_STEP`` of the field of view apart (horizontally within a ring, vertically
+    between rings), so every view overlaps an earlier one by at least 40 % of its field of view. ``aspect`` is
+    height / width. Rings shrink with cos(pitch); the floor ring comes before the sky ring of the same pitch.
     """
     hfov = hfov_deg if hfov_deg is not None else math.degrees(2 * math.atan(0.5))
-    vfov = hfov  # conservative: square-ish views; wide images only overlap more
-    step = 0.6 * vfov
-    views = [View(y) for y in ordered_ring(ring_yaws())]
-    pitch = step
-    while pitch < 90.0 - 0.5 * step:
-        count = max(3, math.ceil(360.0 * math.cos(math.radians(pitch)) / (0.6 * hfov)))
-        for sign in (-1.0, 1.0):  # floor first: it is what people notice missing
-            yaws = ordered_ring([i * 360.0 / count for i in range(count)])
+    vfov = math.degrees(2 * math.atan(math.tan(math.radians(hfov) / 2) * aspect))
+    pitch_step = SPHERE_MAX_STEP * vfov
+    views: list[View] = []
+    pitch = 0.0
+    while pitch < 90.0 - 0.5 * pitch_step:
+        count = max(3, math.ceil(360.0 * math.cos(math.radians(pitch)) / (SPHERE_MAX_STEP * hfov)))
+        yaws = ordered_ring([i * 360.0 / count for i in range(count)])
+        for sign in (1.0,) if pitch == 0 else (-1.0, 1.0):  # floor first: it is what people notice missing
             views += [View(y, sign * pitch) for y in yaws]
-        pitch += step
+        pitch += pitch_step
     views += [View(0.0, -90.0), View(0.0, 90.0)]
     return views
 
@@ -241,7 +244,7 @@ def _number(obj: dict, key: str, path, default, lo: float, hi: float, where: str
 def make_cameras(mode: str | Path, height: int, width: int, hfov_deg: float | None = None) -> list[Camera]:
     """Cameras for a named mode or a path JSON file, all sharing view 0's intrinsics unless a view sets FoV."""
     text = str(mode)
-    views = load_path_json(text) if text.endswith(".json") else path_views(text, hfov_deg)
+    views = load_path_json(text) if text.endswith(".json") else path_views(text, hfov_deg, height / width)
     cameras = []
     for view in views:
         if isinstance(view, Tensor):

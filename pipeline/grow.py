@@ -1,0 +1,173 @@
+"""ScenePipeline: grow a scene around one photo, view by view.
+
+For each camera on the path after the first:
+
+1. render the fused cloud into the camera          → rgb_known, depth_known, known_mask
+2. outpaint colour where the cloud has nothing     → rgb
+3. complete depth, conditioned on the known depth  → depth
+4. snap depth edges onto the far surface
+5. lift the new region (+ seam band), dedupe, fuse
+
+The components are injected; this module holds no model, UI or file code.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from pipeline.cameras import Camera
+from pipeline.components import Cancelled, DepthCompleter, DepthEstimator, Outpainter, PointRenderer
+from pipeline.config import GrowConfig
+from pipeline.fusion import lift_pixels, new_point_mask
+from pipeline.masks import dilate, erode, snap_depth_edges
+from pipeline.types import Frame, ProgressEvent, SceneResult
+
+ProgressCallback = Callable[[ProgressEvent], None]
+STAGES = ("depth", "render", "outpaint", "complete", "snap", "fuse")
+
+
+@dataclass
+class _Clock:
+    """Sums wall time per stage."""
+
+    timings: dict[str, float]
+
+    def stage(self, name: str):
+        clock = self
+
+        class _Span:
+            def __enter__(self):
+                self.start = time.perf_counter()
+
+            def __exit__(self, *exc):
+                clock.timings[name] = clock.timings.get(name, 0.0) + time.perf_counter() - self.start
+
+        return _Span()
+
+
+class ScenePipeline:
+    """The grow loop with its components injected.
+
+    Args:
+        outpainter: fills colour where the cloud has nothing.
+        estimator: metric depth for the first view (when no depth is given).
+        completer: depth for later views, conditioned on the known (rendered) depth.
+        renderer: reprojects the fused cloud into each camera.
+        config: mask sizes, tolerances (see :class:`pipeline.config.GrowConfig`).
+    """
+
+    def __init__(
+        self,
+        outpainter: Outpainter,
+        estimator: DepthEstimator,
+        completer: DepthCompleter,
+        renderer: PointRenderer,
+        config: GrowConfig | None = None,
+    ):
+        self.outpainter = outpainter
+        self.estimator = estimator
+        self.completer = completer
+        self.renderer = renderer
+        self.config = config or GrowConfig()
+
+    def __call__(
+        self,
+        image: Tensor,  # [H, W, 3] in [0, 1], view 0
+        cameras: list[Camera],
+        prompt: str = "",
+        negative_prompt: str = "",
+        seed: int = 0,
+        initial_depth: Tensor | None = None,  # [H, W] metric z-depth of view 0, 0 = unknown
+        progress: ProgressCallback | None = None,
+        cancel: threading.Event | None = None,
+    ) -> SceneResult:
+        # 1. Check inputs
+        if image.ndim != 3 or image.shape[-1] != 3:
+            raise ValueError(f"image must be [H, W, 3], got {tuple(image.shape)}")
+        if not cameras:
+            raise ValueError("at least one camera is needed")
+        height, width = image.shape[:2]
+        if (cameras[0].height, cameras[0].width) != (height, width):
+            raise ValueError(f"camera size {cameras[0].height}x{cameras[0].width} != image size {height}x{width}")
+        if initial_depth is not None and initial_depth.shape != (height, width):
+            raise ValueError(f"initial depth {tuple(initial_depth.shape)} != image size {(height, width)}")
+        report = progress or (lambda event: None)
+        clock = _Clock({name: 0.0 for name in STAGES})
+        num_views = len(cameras)
+
+        def step(stage: str, view: int, within: float) -> None:
+            if cancel is not None and cancel.is_set():
+                raise Cancelled("cancelled")
+            fraction = (view + within) / num_views
+            report(ProgressEvent(stage, view, num_views, min(fraction, 1.0), f"view {view + 1}/{num_views}: {stage}"))
+
+        # 2. The first view: depth from the given map or the estimator, lifted whole
+        step("depth", 0, 0.0)
+        with clock.stage("depth"):
+            depth0 = self._first_depth(image, cameras[0], initial_depth)
+        with clock.stage("snap"):
+            depth0 = snap_depth_edges(depth0, self.config.snap_rel_threshold).depth
+        everything = torch.ones(height, width, dtype=torch.bool, device=image.device)
+        with clock.stage("fuse"):
+            cloud = lift_pixels(image, depth0, everything, cameras[0], 0, self.config.point_footprint_px)
+        frames = [Frame(0, cameras[0], image, depth0, everything, len(cloud))]
+
+        # 3. Every further view: render, outpaint, complete, snap, fuse
+        for index, camera in enumerate(cameras[1:], start=1):
+            frame, cloud = self._grow_view(index, camera, cloud, prompt, negative_prompt, seed, step, clock, cancel)
+            frames.append(frame)
+        report(ProgressEvent("fuse", num_views - 1, num_views, 1.0, f"{len(cloud)} points"))
+        return SceneResult(frames, cloud, clock.timings, [f.points_added for f in frames])
+
+    def _first_depth(self, image: Tensor, camera: Camera, given: Tensor | None) -> Tensor:  # -> [H, W]
+        if given is not None:
+            given = given.to(image)
+            valid = given > 0
+            if bool(valid.all()):
+                return given
+            # a partial depth map (holes, invalid values): the completer fills it, aligned to what is valid
+            return self.completer.complete(image, given, valid, camera)
+        estimate = self.estimator.estimate(image, camera)
+        if estimate.kind != "metric":
+            raise ValueError("the first view needs metric depth: use a metric depth model or give a depth map")
+        return estimate.values.to(image)
+
+    def _grow_view(self, index, camera, cloud, prompt, negative_prompt, seed, step, clock, cancel):
+        cfg = self.config
+        step("render", index, 0.0)
+        with clock.stage("render"):
+            seen = self.renderer.render(cloud.points, cloud.colors, camera, cloud.radii)
+        known = erode(seen.known_mask, cfg.known_erode_px)
+        fill = ~known
+
+        step("outpaint", index, 0.2)
+        with clock.stage("outpaint"):
+            masked = torch.where(known[..., None], seen.rgb, torch.zeros_like(seen.rgb))
+            inpaint_mask = dilate(fill, cfg.outpaint_dilate_px)
+            rgb = self.outpainter.outpaint(masked, inpaint_mask, prompt, negative_prompt, seed + index, cancel)
+            # what was known stays exactly what the cloud shows, except the repainted seam band
+            rgb = torch.where(inpaint_mask[..., None], rgb, seen.rgb).clamp(0, 1)
+
+        step("complete", index, 0.5)
+        with clock.stage("complete"):
+            sparse = erode(seen.known_mask, cfg.sparse_erode_px)
+            sparse_depth = torch.where(sparse, seen.depth, torch.zeros_like(seen.depth))
+            depth = self.completer.complete(rgb, sparse_depth, sparse, camera)
+            depth = torch.where(sparse, seen.depth, depth)
+
+        step("snap", index, 0.8)
+        with clock.stage("snap"):
+            depth = snap_depth_edges(depth, cfg.snap_rel_threshold).depth
+
+        step("fuse", index, 0.9)
+        with clock.stage("fuse"):
+            add = new_point_mask(fill, depth, seen.depth, seen.known_mask, cfg.dedupe_rel_tol)
+            added = lift_pixels(rgb, depth, add, camera, index, cfg.point_footprint_px)
+            cloud = cloud.cat(added)
+        return Frame(index, camera, rgb, depth, fill, len(added)), cloud

@@ -1,0 +1,287 @@
+"""One scene-generation job from a loaded photo to files on disk: the single entry point of the CLI and the app.
+
+Files are staged in a hidden folder beside ``out_dir`` and moved in only when everything succeeded, so a failed
+or cancelled job leaves nothing partial behind.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from pipeline import export
+from pipeline.cameras import Camera, make_cameras
+from pipeline.config import GrowConfig
+from pipeline.grow import ScenePipeline
+from pipeline.types import ProgressEvent, SceneResult
+
+MIN_SIDE = 64  # smaller views leave too little context for outpainting and depth
+MAX_SIDE = 1536  # bounded work and memory per view
+SIZE_MULTIPLE = 8  # latent diffusion models need sides divisible by 8
+
+
+class JobError(ValueError):
+    """A problem with the job's inputs or its output that the user can act on."""
+
+
+@dataclass
+class JobRequest:
+    """What to generate. ``image`` is already decoded by :func:`pipeline.images.load_image`."""
+
+    image: Tensor  # [H, W, 3] float in [0, 1]
+    prompt: str = ""
+    negative_prompt: str = ""
+    mode: str = "360"  # single | stage | 360 | sphere | path/to/path.json
+    seed: int = 0
+    size: tuple[int, int] | None = (512, 384)  # (width, height); None keeps the photo's size
+    hfov_deg: float | None = None
+    depth: object | None = None  # pipeline.images.DepthFile for view 0, or None
+    splat_iters: int = 300  # 0 = export the initialised splats without fitting
+    video: bool = True
+    steps: int | None = None  # diffusion steps (generative outpainters)
+    guidance: float | None = None  # classifier-free guidance (generative outpainters)
+    grow: GrowConfig = field(default_factory=GrowConfig)
+
+
+@dataclass
+class JobOutputs:
+    """Where the files went, and the figures a user wants to see."""
+
+    out_dir: Path
+    splat_ply: Path | None
+    dotsplat: Path | None
+    points_ply: Path
+    transforms_json: Path
+    frames_dir: Path
+    frames_zip: Path
+    video: Path | None
+    timings: dict[str, float]
+    points_per_view: list[int]
+    gallery: list[tuple[Path, str]]
+    warnings: list[str] = field(default_factory=list)
+    result: SceneResult | None = None
+
+
+def working_size(height: int, width: int, size: tuple[int, int] | None) -> tuple[int, int]:
+    """(height, width) to work at: the requested size, or the photo's shrunk to ≤ 512, as multiples of 8."""
+    if size is None:
+        scale = min(1.0, 512 / max(height, width))
+        width, height = width * scale, height * scale
+    else:
+        width, height = size
+    height = max(SIZE_MULTIPLE, int(round(height / SIZE_MULTIPLE)) * SIZE_MULTIPLE)
+    width = max(SIZE_MULTIPLE, int(round(width / SIZE_MULTIPLE)) * SIZE_MULTIPLE)
+    if min(height, width) < MIN_SIDE or max(height, width) > MAX_SIDE:
+        raise JobError(f"working size {width}x{height} must have sides between {MIN_SIDE} and {MAX_SIDE} pixels")
+    return height, width
+
+
+def resize_image(image: Tensor, height: int, width: int) -> Tensor:  # [H, W, 3] -> [height, width, 3]
+    if image.shape[:2] == (height, width):
+        return image
+    chw = image.permute(2, 0, 1)[None]
+    out = F.interpolate(chw, size=(height, width), mode="bilinear", antialias=True, align_corners=False)
+    return out[0].permute(1, 2, 0).clamp(0, 1).contiguous()
+
+
+def resize_depth(depth: Tensor, valid: Tensor, height: int, width: int) -> Tensor:  # -> [height, width], 0 = unknown
+    """Nearest resampling (never blends depths across an edge); invalid pixels stay 0."""
+    masked = torch.where(valid, depth, torch.zeros_like(depth))
+    if masked.shape == (height, width):
+        return masked
+    return F.interpolate(masked[None, None], size=(height, width), mode="nearest-exact")[0, 0]
+
+
+def run_job(
+    request: JobRequest,
+    components,
+    out_dir: str | Path,
+    progress: Callable[[ProgressEvent], None] | None = None,
+    cancel: threading.Event | None = None,
+) -> JobOutputs:
+    """Generate a scene and write every output into ``out_dir``.
+
+    Args:
+        request: the photo and settings.
+        components: an object with ``outpainter``, ``estimator``, ``completer`` (see :mod:`models.registry`).
+        out_dir: final folder; created if missing; files are moved in only on success.
+        progress: receives :class:`ProgressEvent` for each stage and view.
+        cancel: when set, the job stops at the next stage or denoising step with ``Cancelled``.
+    """
+    from renderers import get_point_renderer  # light import; keeps this module importable for the app's banner
+
+    out_dir = Path(out_dir)
+    report = progress or (lambda event: None)
+    warnings: list[str] = []
+
+    # 1. Check inputs and choose the working size and cameras
+    image = request.image
+    if image.ndim != 3 or image.shape[-1] != 3:
+        raise JobError(f"image must be [H, W, 3], got {tuple(image.shape)}")
+    height, width = working_size(image.shape[0], image.shape[1], request.size)
+    image = resize_image(image.float(), height, width)
+    try:
+        cameras = make_cameras(request.mode, height, width, request.hfov_deg)
+    except ValueError as err:
+        raise JobError(str(err)) from None
+    initial_depth = None
+    if request.depth is not None:
+        depth_file = request.depth
+        initial_depth = resize_depth(depth_file.depth.float(), depth_file.valid_mask, height, width)
+        warnings += list(getattr(depth_file, "warnings", []))
+    _configure_outpainter(components.outpainter, request)
+
+    # 2. Grow the scene
+    pipe = ScenePipeline(
+        components.outpainter,
+        components.estimator,
+        components.completer,
+        get_point_renderer(request.grow.renderer),
+        request.grow,
+    )
+    result = pipe(
+        image,
+        cameras,
+        request.prompt,
+        request.negative_prompt,
+        request.seed,
+        initial_depth=initial_depth,
+        progress=_scaled(report, 0.0, 0.6),
+        cancel=cancel,
+    )
+    _check_frames(result)
+
+    # 3. Splats, encoded files, video — all staged, then moved into place
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=_parent(out_dir)))
+    try:
+        files, splats, timings = _encode(result, request, report, cancel)
+        for name, data in files.items():
+            export.atomic_write(staging / name, data)
+        video = None
+        if request.video and splats is not None:
+            start = time.perf_counter()
+            report(ProgressEvent("video", -1, len(cameras), 0.95, "rendering fly-through video"))
+            from pipeline.video import render_flythrough
+
+            render_flythrough(staging / "flythrough.mp4", splats, _video_path(cameras))
+            video = out_dir / "flythrough.mp4"
+            timings["video"] = time.perf_counter() - start
+        _move_into(staging, out_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    report(ProgressEvent("done", -1, len(cameras), 1.0, f"{len(result.cloud)} points"))
+
+    timings = {**result.timings, **timings}
+    gallery = []
+    for frame in result.frames:
+        stem = f"frame_{frame.index:03d}"
+        gallery.append((out_dir / "images" / f"{stem}.png", f"view {frame.index}"))
+        gallery.append((out_dir / "depth_preview" / f"{stem}.png", f"view {frame.index} depth"))
+    return JobOutputs(
+        out_dir=out_dir,
+        splat_ply=out_dir / "splats.ply" if splats is not None else None,
+        dotsplat=out_dir / "scene.splat" if splats is not None else None,
+        points_ply=out_dir / "points.ply",
+        transforms_json=out_dir / "transforms.json",
+        frames_dir=out_dir / "images",
+        frames_zip=out_dir / "frames.zip",
+        video=video,
+        timings=timings,
+        points_per_view=result.points_per_view,
+        gallery=gallery,
+        warnings=warnings,
+        result=result,
+    )
+
+
+def _encode(result: SceneResult, request: JobRequest, report, cancel):
+    """All output files as bytes, plus the fitted splats (or None when splats are unavailable)."""
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    frame_files = export.frame_files(result.frames)
+    transforms = export.transforms_json_bytes(result.frames)
+    files = {
+        **frame_files,
+        "transforms.json": transforms,
+        "points.ply": export.points_ply_bytes(result.cloud),
+        "frames.zip": export.zip_bytes({**frame_files, "transforms.json": transforms}),
+    }
+    timings["export"] = time.perf_counter() - start
+
+    from pipeline import splat_io
+    from pipeline import splats as splat_fit
+
+    start = time.perf_counter()
+    config = splat_fit.SplatConfig(iterations=request.splat_iters)
+    if request.splat_iters > 0:
+        fitted = splat_fit.fit_splats(
+            result.frames, result.cloud, config, progress=_scaled(report, 0.6, 0.93), cancel=cancel
+        )
+        splats = fitted.splats
+    else:
+        splats = splat_fit.init_from_cloud(result.cloud, config)
+    timings["splats"] = time.perf_counter() - start
+    start = time.perf_counter()
+    files["splats.ply"] = splat_io.splats_to_ply_bytes(splats)
+    files["scene.splat"] = splat_io.splats_to_splat_bytes(splats)
+    timings["export"] += time.perf_counter() - start
+    return files, splats, timings
+
+
+def _configure_outpainter(outpainter, request: JobRequest) -> None:
+    settings = {"steps": request.steps, "guidance": request.guidance}
+    if hasattr(outpainter, "configure") and any(v is not None for v in settings.values()):
+        outpainter.configure(**{k: v for k, v in settings.items() if v is not None})
+
+
+def _check_frames(result: SceneResult) -> None:
+    """Refuse to write garbage: NaN anywhere, or views that came out (almost) black."""
+    for frame in result.frames:
+        if not bool(frame.rgb.isfinite().all()) or not bool(frame.depth.isfinite().all()):
+            raise JobError(f"view {frame.index} came out with invalid values (NaN); nothing was written")
+        if float(frame.rgb.max()) < 1.0 / 255:
+            raise JobError(f"view {frame.index} came out black; nothing was written")
+    if not bool(result.cloud.points.isfinite().all()):
+        raise JobError("the fused point cloud has invalid coordinates; nothing was written")
+
+
+def _scaled(report, lo: float, hi: float):
+    def forward(event: ProgressEvent) -> None:
+        report(ProgressEvent(event.stage, event.view, event.num_views, lo + (hi - lo) * event.fraction, event.message))
+
+    return forward
+
+
+def _video_path(cameras: list[Camera]) -> list[Camera]:
+    """The generation path sorted by yaw so the fly-through turns smoothly instead of zig-zagging."""
+
+    def yaw(camera: Camera) -> float:
+        forward = camera.cam_to_world[:3, 2]
+        return math.atan2(float(forward[0]), float(forward[2])) % (2 * math.pi)
+
+    level = [c for c in cameras if abs(float(c.cam_to_world[1, 2])) < 0.5] or cameras
+    return sorted(level, key=yaw)
+
+
+def _parent(out_dir: Path) -> Path:
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    return out_dir.parent
+
+
+def _move_into(staging: Path, out_dir: Path) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for item in sorted(staging.rglob("*")):
+        if item.is_file():
+            target = out_dir / item.relative_to(staging)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            item.replace(target)
