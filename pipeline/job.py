@@ -16,13 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from pipeline import export
 from pipeline.cameras import Camera, make_cameras
 from pipeline.config import GrowConfig
 from pipeline.grow import ScenePipeline
+from pipeline.images import fit_size, resize_depth
 from pipeline.types import ProgressEvent, SceneResult
 
 MIN_SIDE = 64  # smaller views leave too little context for outpainting and depth
@@ -86,22 +86,6 @@ def working_size(height: int, width: int, size: tuple[int, int] | None) -> tuple
     return height, width
 
 
-def resize_image(image: Tensor, height: int, width: int) -> Tensor:  # [H, W, 3] -> [height, width, 3]
-    if image.shape[:2] == (height, width):
-        return image
-    chw = image.permute(2, 0, 1)[None]
-    out = F.interpolate(chw, size=(height, width), mode="bilinear", antialias=True, align_corners=False)
-    return out[0].permute(1, 2, 0).clamp(0, 1).contiguous()
-
-
-def resize_depth(depth: Tensor, valid: Tensor, height: int, width: int) -> Tensor:  # -> [height, width], 0 = unknown
-    """Nearest resampling (never blends depths across an edge); invalid pixels stay 0."""
-    masked = torch.where(valid, depth, torch.zeros_like(depth))
-    if masked.shape == (height, width):
-        return masked
-    return F.interpolate(masked[None, None], size=(height, width), mode="nearest-exact")[0, 0]
-
-
 def run_job(
     request: JobRequest,
     components,
@@ -129,7 +113,10 @@ def run_job(
     if image.ndim != 3 or image.shape[-1] != 3:
         raise JobError(f"image must be [H, W, 3], got {tuple(image.shape)}")
     height, width = working_size(image.shape[0], image.shape[1], request.size)
-    image = resize_image(image.float(), height, width)
+    try:
+        image = fit_size(image.float(), (width, height))
+    except ValueError as err:  # ImageError: aspect ratio outside the policy
+        raise JobError(str(err)) from None
     try:
         cameras = make_cameras(request.mode, height, width, request.hfov_deg)
     except ValueError as err:
@@ -137,7 +124,8 @@ def run_job(
     initial_depth = None
     if request.depth is not None:
         depth_file = request.depth
-        initial_depth = resize_depth(depth_file.depth.float(), depth_file.valid_mask, height, width)
+        depth, valid = resize_depth(depth_file.depth.float(), depth_file.valid_mask, (width, height))
+        initial_depth = torch.where(valid, depth, torch.zeros_like(depth))
         warnings += list(getattr(depth_file, "warnings", []))
     _configure_outpainter(components.outpainter, request)
 
@@ -224,9 +212,11 @@ def _encode(result: SceneResult, request: JobRequest, report, cancel):
     start = time.perf_counter()
     config = splat_fit.SplatConfig(iterations=request.splat_iters)
     if request.splat_iters > 0:
-        fitted = splat_fit.fit_splats(
-            result.frames, result.cloud, config, progress=_scaled(report, 0.6, 0.93), cancel=cancel
-        )
+        def fit_progress(step: int, total: int, loss: float) -> None:
+            message = f"fitting splats: iteration {step}/{total}, loss {loss:.4f}"
+            report(ProgressEvent("splats", -1, len(result.frames), 0.6 + 0.33 * step / max(total, 1), message))
+
+        fitted = splat_fit.fit_splats(result.frames, result.cloud, config, progress=fit_progress, cancel=cancel)
         splats = fitted.splats
     else:
         splats = splat_fit.init_from_cloud(result.cloud, config)

@@ -16,10 +16,12 @@ from pipeline.components import DepthEstimate
 from pipeline.config import GrowConfig
 from pipeline.depth_align import AlignedCompleter
 from pipeline.grow import ScenePipeline
+from pipeline.masks import dilate
 from pipeline.synthetic import make_world
 from renderers import get_point_renderer
 
-HEIGHT, WIDTH = 72, 96
+HEIGHT, WIDTH = 96, 128
+SMOOTH_WARP = 0.01  # amplitude of the warped estimator's smooth shape error (relative depth)
 
 
 class OracleOutpainter:
@@ -37,22 +39,23 @@ class OracleOutpainter:
 class WarpedEstimator:
     """Truth × scale + a smooth low-frequency warp: right up to scale, wrong in shape by a few percent."""
 
-    def __init__(self, world, scale: float = 1.7):
+    def __init__(self, world, scale: float = 1.7, warp: float = SMOOTH_WARP):
         self.world = world
         self.scale = scale
+        self.warp = warp
 
     def estimate(self, image, camera):
         _, depth = self.world.render(camera)
         v, u = torch.meshgrid(torch.linspace(0, 1, camera.height), torch.linspace(0, 1, camera.width), indexing="ij")
-        warp = 1.0 + 0.06 * torch.sin(2.1 * u + 0.7) * torch.cos(1.3 * v)
+        warp = 1.0 + self.warp * torch.sin(2.1 * u + 0.7) * torch.cos(1.3 * v)
         return DepthEstimate(depth * self.scale * warp, "metric")
 
 
-def grow(world_name: str, mode: str):
+def grow(world_name: str, mode: str, warp: float = SMOOTH_WARP, size: tuple[int, int] = (HEIGHT, WIDTH)):
     world = make_world(world_name)
-    cameras = make_cameras(mode, HEIGHT, WIDTH)
+    cameras = make_cameras(mode, *size)
     image, depth0 = world.render(cameras[0])
-    estimator = WarpedEstimator(world)
+    estimator = WarpedEstimator(world, warp=warp)
     pipe = ScenePipeline(
         OracleOutpainter(world, cameras),
         estimator,
@@ -63,73 +66,94 @@ def grow(world_name: str, mode: str):
     return world, pipe(image, cameras, initial_depth=depth0, seed=0)
 
 
+def relative_error(depth, truth):  # [H, W], [H, W] -> [H, W]
+    return (depth - truth).abs() / truth
+
+
 @pytest.fixture(scope="module")
-def room_360():
+def exact_360():
+    """An estimator right up to scale: isolates conventions, masks, reprojection and fusion."""
+    return grow("room", "360", warp=0.0)
+
+
+@pytest.fixture(scope="module")
+def warped_360():
+    """An estimator also wrong in shape (smooth warp): alignment and seam handling matter."""
     return grow("room", "360")
 
 
-def test_known_region_rerenders_truth(room_360):
-    world, result = room_360
+def test_known_region_rerenders_truth(exact_360):
+    world, result = exact_360
     assert len(result.frames) == 13
     for frame in result.frames[1:]:
         truth_rgb, truth_depth = world.render(frame.camera)
         known = ~frame.fill_mask
         assert known.float().mean() > 0.2, f"view {frame.index} sees almost nothing of the existing scene"
-        rel = ((frame.depth - truth_depth).abs() / truth_depth)[known]
-        assert rel.median() < 0.01, f"view {frame.index}: known depth median rel error {rel.median():.4f}"
+        rel = relative_error(frame.depth, truth_depth)[known]
+        assert rel.median() < 0.005, f"view {frame.index}: known depth median rel error {rel.median():.4f}"
         colour = (frame.rgb - truth_rgb).abs().mean(-1)[known]
         assert colour.median() < 0.05, f"view {frame.index}: known colour median error {colour.median():.3f}"
 
 
-def test_fused_cloud_lies_on_the_surfaces(room_360):
-    world, result = room_360
+def test_exact_estimator_gives_exact_cloud(exact_360):
+    world, result = exact_360
+    error = surface_error(world, result)
+    assert error.median() <= 0.005, f"median point-to-surface error {error.median():.4f} of depth"
+
+
+def surface_error(world, result):  # -> [N] distance to the nearest surface / distance to the source camera
     cloud = result.cloud
     centers = torch.stack([f.camera.center for f in result.frames])  # [V, 3]
     distance_to_camera = (cloud.points - centers[cloud.source_view]).norm(dim=-1)
-    error = world.surface_distance(cloud.points) / distance_to_camera
+    return world.surface_distance(cloud.points) / distance_to_camera
+
+
+def test_fused_cloud_lies_on_the_surfaces(warped_360):
+    world, result = warped_360
+    error = surface_error(world, result)
     assert error.median() <= 0.01, f"median point-to-surface error {error.median():.4f} of depth"
     assert (error < 0.05).float().mean() > 0.95
 
 
-def test_new_views_complete_depth_continuously_at_the_seam(room_360):
-    world, result = room_360
+def test_seam_is_continuous(warped_360):
+    """Just inside the generated region, depth continues the known depth (no step at the seam)."""
+    world, result = warped_360
     for frame in result.frames[1:]:
-        _, truth_depth = world.render(frame.camera)
-        generated = frame.fill_mask
-        rel = ((frame.depth - truth_depth).abs() / truth_depth)[generated]
-        # the estimator is off by up to 6 % in shape; alignment must remove most of it where it matters
-        assert rel.median() < 0.03, f"view {frame.index}: generated depth median rel error {rel.median():.4f}"
+        _, truth = world.render(frame.camera)
+        known = ~frame.fill_mask
+        band = dilate(known, 3) & frame.fill_mask
+        rim = dilate(frame.fill_mask, 3) & known
+        seam_error = relative_error(frame.depth, truth)[band].median()
+        known_error = relative_error(frame.depth, truth)[rim].median()
+        assert seam_error <= known_error + 0.005, (
+            f"view {frame.index}: seam {seam_error:.4f} vs known {known_error:.4f}"
+        )
 
 
-def test_points_counted_per_view_and_no_duplicates_on_revisit(room_360):
-    _, result = room_360
+def test_points_counted_per_view_and_no_duplicates_on_revisit(exact_360):
+    _, result = exact_360
     assert sum(result.points_per_view) == len(result.cloud)
     assert all(count > 0 for count in result.points_per_view)
-    # the closing views of the ring mostly revisit what exists: they add far less than a full view
-    assert result.points_per_view[-1] < 0.6 * HEIGHT * WIDTH
+    # the closing view of the ring mostly revisits what exists: it adds far less than a full view
+    assert result.points_per_view[-1] < 0.2 * HEIGHT * WIDTH
 
 
 def test_sphere_covers_floor_and_ceiling():
-    world, result = grow("room", "sphere")
+    world, result = grow("room", "sphere", warp=0.0, size=(48, 64))
     renderer = get_point_renderer("torch")
     for pitch in (-90.0, 90.0):
-        camera = Camera(
-            make_cameras("single", HEIGHT, WIDTH)[0].K,
-            pose(rotation_yaw_pitch(0.0, pitch)).float(),
-            HEIGHT,
-            WIDTH,
-        )
+        camera = Camera(make_cameras("single", 48, 64)[0].K, pose(rotation_yaw_pitch(0.0, pitch)).float(), 48, 64)
         seen = renderer.render(result.cloud.points, result.cloud.colors, camera, result.cloud.radii)
         coverage = seen.known_mask.float().mean()
         assert coverage > 0.9, f"looking {'down' if pitch < 0 else 'up'}: only {coverage:.0%} covered"
         _, truth = world.render(camera)
         rel = ((seen.depth - truth).abs() / truth)[seen.known_mask]
-        assert rel.median() < 0.02
+        assert rel.median() < 0.03, f"floor/ceiling depth median rel error {rel.median():.4f}"
 
 
 def test_same_seed_same_result():
-    _, first = grow("street", "stage")
-    _, second = grow("street", "stage")
+    _, first = grow("street", "stage", size=(48, 64))
+    _, second = grow("street", "stage", size=(48, 64))
     for a, b in zip(first.frames, second.frames):
         assert torch.equal(a.rgb, b.rgb) and torch.equal(a.depth, b.depth)
     assert math.isclose(float(first.cloud.points.sum()), float(second.cloud.points.sum()))

@@ -1,0 +1,189 @@
+"""Learned depth completion: Invisible Stitch's ZoeDepth that sees [RGB, sparse depth, valid mask].
+
+The network is a transformers ``ZoeDepthForDepthEstimation`` whose BEiT backbone takes 5 input channels
+(``BeitConfig(num_channels=5)``; the patch embedding is widened from 3 to 5, as Invisible Stitch does).
+Inference follows Invisible Stitch's ``infer_with_zoe_dc`` / ``infer_with_pad`` and ZoeDepth's ``PrepForMidas``:
+
+1. ``x = [rgb, known_depth / (scaling · 10), known_mask]`` — the network was trained on depths in [1e-3, 10] m,
+   so known depths are divided by 10 and by ``scaling`` (0.5 for outpainted views: it lets scenes twice as deep
+   as the training range fit), and the prediction is multiplied back by ``scaling``;
+2. pad every side by ``int(sqrt(side / 2) · 3)`` pixels: RGB reflect-padded, depth and mask zero-padded;
+3. resize all 5 channels to the network size (384 × 512 for the real model) bilinearly with
+   ``align_corners=True``; normalise RGB with mean = std = 0.5 (the depth/mask channels stay as they are);
+4. predict, resize back bicubically to the padded size, crop the padding;
+5. repeat on the horizontally mirrored input and average (flip TTA);
+6. resize to the image size and restore the known depths exactly where ``known_mask`` is set.
+
+Weights: a folder or Hub id in transformers layout (``config.json`` + weights). The public Invisible Stitch
+checkpoint is in the original ZoeDepth layout; :mod:`models.invisible_stitch` converts it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from models.hub import default_dtype, load_failed, pick_device, resolve_model
+from pipeline.cameras import Camera
+
+logger = logging.getLogger(__name__)
+
+OFFLINE_ALTERNATIVE = "the training-free aligned completer"
+TRAINING_MAX_DEPTH = 10.0
+"""Invisible Stitch's completer was trained on depths in [1e-3, 10] m; inputs are divided by this."""
+
+PAD_FACTOR = 3.0
+"""Each side is padded by ``int(sqrt(side / 2) * PAD_FACTOR)`` pixels (ZoeDepth / Invisible Stitch default)."""
+
+INVISIBLE_STITCH_NET_SIZE = (384, 512)
+"""(height, width) the real completer runs at (its training config's ``img_size``)."""
+
+RGB_MEAN = 0.5
+RGB_STD = 0.5  # MiDaS BEiT normalisation: x -> (x - 0.5) / 0.5
+
+
+@dataclass(frozen=True)
+class CompletionOptions:
+    """Settings of the learned depth completer."""
+
+    scaling: float = 0.5
+    """Depth scaling s: inputs are divided by s·10 and outputs multiplied by s. Invisible Stitch uses 0.5 for
+    outpainted views (scenes up to ~20 m) and 1 when completing ground-truth-scale data."""
+
+    pad: bool = True
+    """Reflect-pad the input before inference (ZoeDepth's fix for border artefacts)."""
+
+    flip_tta: bool = True
+    """Average with the mirrored prediction of the mirrored input."""
+
+    net_size: tuple[int, int] | None = None
+    """(height, width) the network sees; None = (image_size, image_size·4/3 rounded to 32) from the backbone
+    config, which is Invisible Stitch's 384 × 512 for the real model."""
+
+    restore_known: bool = True
+    """Put the given depths back exactly where ``known_mask`` is set (the protocol's contract)."""
+
+    dtype: str | None = "float32"
+    """Weights' dtype (float32 default: the bin head is sensitive to float16); None = float16 on CUDA."""
+
+    def __post_init__(self):
+        if not 0.01 <= float(self.scaling) <= 100:
+            raise ValueError(f"scaling must be in [0.01, 100], got {self.scaling!r}")
+
+
+def network_size(model, options: CompletionOptions) -> tuple[int, int]:
+    """(height, width) the completer runs at."""
+    if options.net_size is not None:
+        return options.net_size
+    side = int(getattr(model.config.backbone_config, "image_size", 384))
+    if side == 384:
+        return INVISIBLE_STITCH_NET_SIZE
+    return side, max(32, int(round(side * 4 / 3 / 32)) * 32)
+
+
+def pad_sizes(height: int, width: int) -> tuple[int, int]:
+    return int(math.sqrt(height / 2) * PAD_FACTOR), int(math.sqrt(width / 2) * PAD_FACTOR)
+
+
+class LearnedCompleter:
+    """``DepthCompleter`` backed by a 5-channel ZoeDepth (see module docstring for the exact inference recipe)."""
+
+    def __init__(self, model, options: CompletionOptions = CompletionOptions(), name: str = "learned completer"):
+        channels = getattr(model.config.backbone_config, "num_channels", 3)
+        if channels != 5:
+            raise ValueError(
+                f"{name}: a depth completer needs a 5-channel backbone [RGB, sparse depth, mask], this one takes "
+                f"{channels} (is it a plain depth estimator? use it as --depth-model instead)"
+            )
+        self.model = model
+        self.options = options
+        self.name = name
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def _infer(self, x: Tensor) -> Tensor:  # [1, 5, H, W] -> [1, 1, H, W] metric (in units of scaling)
+        height, width = x.shape[-2:]
+        if self.options.pad:
+            pad_h, pad_w = pad_sizes(height, width)
+            rgb = F.pad(x[:, :3], (pad_w, pad_w, pad_h, pad_h), mode="reflect")
+            rest = F.pad(x[:, 3:], (pad_w, pad_w, pad_h, pad_h), value=0.0)
+            x = torch.cat([rgb, rest], dim=1)
+        else:
+            pad_h = pad_w = 0
+        net_h, net_w = network_size(self.model, self.options)
+        net_in = F.interpolate(x, size=(net_h, net_w), mode="bilinear", align_corners=True)
+        net_in = torch.cat([(net_in[:, :3] - RGB_MEAN) / RGB_STD, net_in[:, 3:]], dim=1)
+        dtype = next(self.model.parameters()).dtype
+        with torch.inference_mode():
+            out = self.model(pixel_values=net_in.to(self.device, dtype)).predicted_depth.float()  # [1, h, w]
+        out = F.interpolate(out[:, None].cpu(), size=x.shape[-2:], mode="bicubic", align_corners=False)
+        return out[..., pad_h : pad_h + height, pad_w : pad_w + width]
+
+    def complete(
+        self,
+        image: Tensor,  # [H, W, 3]
+        known_depth: Tensor,  # [H, W], 0 where unknown
+        known_mask: Tensor,  # [H, W] bool
+        camera: Camera,
+    ) -> Tensor:  # [H, W] z-depth everywhere, equal to known_depth on known_mask
+        if image.ndim != 3 or image.shape[-1] != 3:
+            raise ValueError(f"image must be [H, W, 3], got {tuple(image.shape)}")
+        if known_depth.shape != image.shape[:2] or known_mask.shape != image.shape[:2]:
+            raise ValueError(
+                f"known_depth {tuple(known_depth.shape)} and known_mask {tuple(known_mask.shape)} must match the "
+                f"image's [H, W] = {tuple(image.shape[:2])}"
+            )
+        scaling = float(self.options.scaling)
+        valid = known_mask & (known_depth > 0)
+        sparse = torch.where(valid, known_depth, torch.zeros_like(known_depth)).float().cpu()
+        rgb = image.detach().float().clamp(0, 1).cpu().permute(2, 0, 1)  # [3, H, W]
+        x = torch.cat([rgb, (sparse / (scaling * TRAINING_MAX_DEPTH))[None], valid.float().cpu()[None]])[None]
+
+        out = self._infer(x)
+        if self.options.flip_tta:
+            out = 0.5 * (out + self._infer(x.flip(-1)).flip(-1))
+        depth = (scaling * out)[0, 0].clamp_min(1e-3)  # [H, W]; 0 would read as "unknown"
+        depth = depth.to(known_depth.device, torch.float32)
+        if self.options.restore_known:
+            depth = torch.where(valid, known_depth.float(), depth)
+        return depth
+
+
+def load_completer(
+    reference: str,
+    *,
+    device: str | torch.device | None = None,
+    options: CompletionOptions = CompletionOptions(),
+    allow_download: bool = True,
+) -> LearnedCompleter:
+    """Load a 5-channel ZoeDepth completer by folder or Hub id (transformers layout), once.
+
+    Raises:
+        ModelUnavailableError: the weights are not on this machine and cannot (or may not) be downloaded.
+        ValueError: the model is not a 5-channel ZoeDepth.
+    """
+    from transformers import ZoeDepthForDepthEstimation
+
+    source = resolve_model(
+        reference,
+        what="depth completer",
+        marker_file="config.json",
+        offline_alternative=OFFLINE_ALTERNATIVE,
+        allow_download=allow_download,
+    )
+    device = pick_device(device)
+    dtype = default_dtype(device, options.dtype)
+    try:
+        model = ZoeDepthForDepthEstimation.from_pretrained(source.location, dtype=dtype)
+    except (OSError, ValueError) as err:
+        raise load_failed("depth completer", source, err, OFFLINE_ALTERNATIVE) from err
+    model = model.to(device).eval()
+    logger.info("loaded depth completer %s on %s", reference, device)
+    return LearnedCompleter(model, options, name=reference)

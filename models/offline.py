@@ -1,0 +1,284 @@
+"""Backends that need no downloaded weights: PatchMatch outpainting and geometric-prior depth.
+
+They make the whole pipeline runnable offline (tests, CPU-only machines, a first look before models download)
+and are honest baselines: PatchMatch copies texture from the photo into the unknown region, the geometric prior
+puts the photo on a ground plane and a far backdrop.
+
+* :class:`PatchMatchOutpainter` — ``Outpainter`` via ``pypatchmatch`` (Barnes et al. 2009), seeded and
+  deterministic. Falls back to OpenCV's Telea inpainting (with a logged warning) where the native library does not
+  load.
+* :class:`GeometricPriorDepth` — ``DepthEstimator``: metric z-depth of a ground plane ``camera_height`` below the
+  camera plus a far cylinder with a dome above it.
+* :class:`FileDepth` — ``DepthEstimator`` that trusts a user's depth file where it is valid and fills the rest
+  from another estimator, scaled to agree with the file.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from pipeline.cameras import Camera
+from pipeline.components import Cancelled, DepthEstimate, DepthEstimator
+from pipeline.geometry import ray_directions
+from pipeline.images import DepthFile, resize_depth, to_uint8
+
+logger = logging.getLogger(__name__)
+
+# --- PatchMatch outpainting ---------------------------------------------------------------------------------------
+
+DEFAULT_PATCH_SIZE = 3
+"""Patch radius in pixels (patches of 7x7). pypatchmatch's examples use 3; 5 follows larger structures but takes
+~2x as long (0.25 s vs 0.4 s for a half-filled 128² image on one core)."""
+
+TELEA_RADIUS = 5
+"""Neighbourhood radius (pixels) of OpenCV's Telea fallback: enough to smooth across quantisation steps, small
+enough to keep edges near the hole's border."""
+
+_SEED_MODULUS = 2**32  # pypatchmatch keeps its seed as a C unsigned int
+
+# pypatchmatch's seed is process-global state in the native library: seeding and inpainting must not interleave
+# between threads, or two concurrent requests would each get the other's random stream.
+_PATCHMATCH_LOCK = threading.Lock()
+
+
+def _load_patchmatch():
+    """The ``patch_match`` module if its native library loads, else None."""
+    try:
+        from patchmatch import patch_match
+    except ImportError:
+        return None
+    return patch_match if patch_match.patchmatch_available else None
+
+
+class PatchMatchOutpainter:
+    """Fill the unknown part of a view by copying patches from the known part (PatchMatch).
+
+    The prompt is ignored: PatchMatch only continues the textures it sees. Output equals the input bit for bit
+    outside ``fill_mask``; inside it is quantised to 8 bits (PatchMatch works on uint8). The same image, mask and
+    seed give the same bytes (pypatchmatch's random search is seeded before every call, under a lock).
+
+    There is deliberately no "prefill" option: pypatchmatch ignores the values under the hole (verified by a test),
+    so whatever the renderer left there — black, noise or a blurred guess — cannot bias the result.
+
+    Args:
+        patch_size: patch radius in pixels; patches span ``(2 * patch_size + 1)²`` pixels.
+        use_patchmatch: ``False`` forces the OpenCV Telea fallback (for tests and comparisons).
+    """
+
+    def __init__(self, patch_size: int = DEFAULT_PATCH_SIZE, *, use_patchmatch: bool = True):
+        if not isinstance(patch_size, int) or not 1 <= patch_size <= 32:
+            raise ValueError(f"patch_size must be an integer in [1, 32], got {patch_size!r}")
+        self.patch_size = patch_size
+        self._patch_match = _load_patchmatch() if use_patchmatch else None
+        if use_patchmatch and self._patch_match is None:
+            logger.warning(
+                "pypatchmatch's native library is unavailable; PatchMatchOutpainter falls back to OpenCV's Telea "
+                "inpainting, which smears colours into large holes instead of continuing textures"
+            )
+
+    @property
+    def backend(self) -> str:
+        """``"patchmatch"`` or ``"telea"`` (the fallback)."""
+        return "patchmatch" if self._patch_match is not None else "telea"
+
+    def outpaint(
+        self,
+        image: Tensor,  # [H, W, 3] in [0, 1]
+        fill_mask: Tensor,  # [H, W] bool, True = generate here
+        prompt: str = "",
+        negative_prompt: str = "",
+        seed: int = 0,
+        cancel: threading.Event | None = None,
+    ) -> Tensor:  # [H, W, 3], equal to ``image`` outside ``fill_mask``
+        """Fill ``fill_mask`` from the rest of ``image``. ``prompt`` and ``negative_prompt`` are ignored.
+
+        Raises:
+            Cancelled: ``cancel`` was set before the fill started.
+            ValueError: shapes disagree, or nothing is known to copy from.
+        """
+        if image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"image must be [H, W, 3], got {list(image.shape)}")
+        if fill_mask.shape != image.shape[:2] or fill_mask.dtype != torch.bool:
+            raise ValueError(
+                f"fill_mask must be a bool [H, W] matching the image {list(image.shape[:2])}, "
+                f"got {fill_mask.dtype} {list(fill_mask.shape)}"
+            )
+        if cancel is not None and cancel.is_set():
+            raise Cancelled("outpainting cancelled")
+        if not bool(fill_mask.any()):
+            return image.clone()
+        if bool(fill_mask.all()):
+            raise ValueError("fill_mask covers the whole image: there is nothing to copy patches from")
+
+        pixels = to_uint8(image)  # [H, W, 3] uint8
+        hole = fill_mask.detach().cpu().numpy().astype(np.uint8) * 255  # [H, W] uint8, non-zero = fill
+        if self._patch_match is not None:
+            with _PATCHMATCH_LOCK:
+                self._patch_match.set_random_seed(int(seed) % _SEED_MODULUS)
+                filled = self._patch_match.inpaint(pixels, hole, patch_size=self.patch_size)
+        else:
+            import cv2
+
+            filled = cv2.inpaint(pixels, hole, TELEA_RADIUS, cv2.INPAINT_TELEA)
+        result = torch.from_numpy(np.ascontiguousarray(filled)).to(device=image.device, dtype=image.dtype) / 255.0
+        return torch.where(fill_mask[..., None].to(image.device), result, image)
+
+
+# --- geometric prior depth ----------------------------------------------------------------------------------------
+
+DEFAULT_CAMERA_HEIGHT = 1.6
+"""Metres above the ground: a photo taken standing, at eye height."""
+
+DEFAULT_FAR_DISTANCE = 20.0
+"""Metres to the backdrop (the far cylinder) and the largest ground distance. 20 m is the range of an indoor room
+or a street and Depth Anything V2 Metric-Indoor's maximum; beyond it, parallax between the ring's views (which
+rotate in place) is negligible anyway, and a nearer backdrop keeps the splat scene compact."""
+
+DEFAULT_DOME_ELEVATION_DEG = 60.0
+"""Above this elevation the far cylinder turns into a dome: the backdrop distance stops growing, so looking
+straight up sees a ceiling at ``far_distance / cos(60°) = 2 * far_distance`` instead of infinity."""
+
+
+class GeometricPriorDepth:
+    """Metric z-depth from scene geometry alone: a ground plane and a far backdrop.
+
+    Every pixel's ray is intersected with
+
+    * the ground, a plane ``camera_height`` below the camera (perpendicular to world up, -y), for rays pointing
+      below the horizon, and
+    * the backdrop, a vertical cylinder of radius ``far_distance`` around the camera, capped by a dome above
+      ``dome_elevation_deg``,
+
+    and the nearer hit wins, so ground further than ``far_distance`` becomes backdrop without a jump in depth.
+    The camera's rotation is used (a pitched or rolled camera moves and tilts the horizon); its position is not:
+    the ground is always ``camera_height`` below the camera being estimated.
+
+    Args:
+        camera_height: metres from the camera down to the ground.
+        horizon_row: optional image row (pixels from the top edge, at the resolution of the image passed to
+            :meth:`estimate`) where the horizon is. It overrides the camera's pitch and roll: the camera is taken
+            as level in roll and pitched so that the horizon lands on this row.
+        far_distance: radius of the backdrop cylinder in metres (also the largest ground distance).
+        dome_elevation_deg: elevation above which the backdrop is a dome rather than a cylinder.
+    """
+
+    def __init__(
+        self,
+        camera_height: float = DEFAULT_CAMERA_HEIGHT,
+        horizon_row: float | None = None,
+        far_distance: float = DEFAULT_FAR_DISTANCE,
+        dome_elevation_deg: float = DEFAULT_DOME_ELEVATION_DEG,
+    ):
+        if not (math.isfinite(camera_height) and camera_height > 0):
+            raise ValueError(f"camera_height must be a positive number of metres, got {camera_height}")
+        if not (math.isfinite(far_distance) and far_distance > camera_height):
+            raise ValueError(f"far_distance must exceed camera_height ({camera_height} m), got {far_distance}")
+        if not 0.0 < dome_elevation_deg < 90.0:
+            raise ValueError(f"dome_elevation_deg must be in (0, 90), got {dome_elevation_deg}")
+        if horizon_row is not None and not math.isfinite(horizon_row):
+            raise ValueError(f"horizon_row must be a finite row, got {horizon_row}")
+        self.camera_height = float(camera_height)
+        self.horizon_row = None if horizon_row is None else float(horizon_row)
+        self.far_distance = float(far_distance)
+        self.dome_elevation_deg = float(dome_elevation_deg)
+
+    def estimate(self, image: Tensor, camera: Camera) -> DepthEstimate:  # [H, W, 3] -> values [H, W]
+        height, width = image.shape[:2]
+        if (camera.height, camera.width) != (height, width):
+            camera = camera.scaled(height, width)
+        K = camera.K.to(device=image.device, dtype=torch.float64)
+        down = self._down_in_camera(camera, K).to(image.device)  # [3] unit, world down (+y) in camera axes
+        rays = ray_directions(height, width, K)  # [H, W, 3], z = 1
+        ray_length = rays.norm(dim=-1)  # [H, W]
+
+        # Ground: the plane {p : p . down = camera_height}; the ray p = t * ray meets it at t = h / (ray . down).
+        along_down = rays @ down  # [H, W]
+        below = along_down > 0
+        t_ground = torch.where(
+            below, self.camera_height / along_down.clamp_min(1e-12), torch.full_like(along_down, math.inf)
+        )
+
+        # Backdrop: horizontal distance far_distance (cylinder), or range far / cos(dome elevation) when steeper.
+        horizontal = (rays - along_down[..., None] * down).norm(dim=-1)  # [H, W]
+        cos_elevation = horizontal / ray_length
+        cos_dome = math.cos(math.radians(self.dome_elevation_deg))
+        t_far = self.far_distance / (cos_elevation.clamp_min(cos_dome) * ray_length)
+
+        z_depth = torch.minimum(t_ground, t_far)  # t along a z = 1 ray is the z-depth
+        return DepthEstimate(values=z_depth.to(image.dtype), kind="metric")
+
+    def _down_in_camera(self, camera: Camera, K: Tensor) -> Tensor:  # -> [3] float64
+        """World down (+y) written in the camera's axes."""
+        if self.horizon_row is None:
+            world_to_cam = camera.world_to_cam.to(torch.float64)
+            down = world_to_cam[:3, :3] @ torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64)
+            return down / down.norm()
+        # Level in roll, pitched up by theta: down = (0, cos theta, -sin theta), horizon at v = cy + fy tan theta.
+        theta = math.atan((self.horizon_row - float(K[1, 2])) / float(K[1, 1]))
+        return torch.tensor([0.0, math.cos(theta), -math.sin(theta)], dtype=torch.float64)
+
+
+# --- user depth file ----------------------------------------------------------------------------------------------
+
+_MIN_VALID_FOR_SCALE = 16  # fewer overlapping valid pixels than this give no trustworthy scale
+_EPS = 1e-6
+
+
+class FileDepth:
+    """Depth for view 0 from the user's file where it is valid, and from ``fallback`` elsewhere.
+
+    The fallback is brought to the file's scale by the median ratio over pixels where both are valid (for a
+    ``relative_inverse`` fallback, the ratio is taken in inverse depth), so the fill meets the file's values
+    roughly at their boundary. Without any valid pixel in the file, the fallback's estimate is returned as is.
+
+    Args:
+        depth: the user's depth, from :func:`pipeline.images.load_depth_file` (any size: it is resized to the
+            image like :func:`pipeline.images.fit_size` resizes the photo).
+        fallback: estimator for the pixels the file leaves unknown.
+    """
+
+    def __init__(self, depth: DepthFile, fallback: DepthEstimator):
+        self.depth = depth
+        self.fallback = fallback
+
+    def estimate(self, image: Tensor, camera: Camera) -> DepthEstimate:  # [H, W, 3] -> values [H, W]
+        height, width = image.shape[:2]
+        depth, valid = self.depth.depth, self.depth.valid_mask
+        if tuple(depth.shape) != (height, width):
+            depth, valid = resize_depth(depth, valid, (width, height))
+        depth = depth.to(device=image.device, dtype=image.dtype)
+        valid = valid.to(image.device)
+        estimate = self.fallback.estimate(image, camera)
+        if bool(valid.all()):
+            return DepthEstimate(values=depth, kind="metric")
+        if not bool(valid.any()):
+            logger.warning("the depth file has no valid pixel at this size; using the fallback estimate only")
+            return estimate
+        filled = self._scaled_fallback(estimate, depth, valid)
+        return DepthEstimate(values=torch.where(valid, depth, filled), kind="metric")
+
+    @staticmethod
+    def _scaled_fallback(estimate: DepthEstimate, depth: Tensor, valid: Tensor) -> Tensor:  # -> [H, W] metres
+        """The fallback estimate as metric depth, scaled to agree with the file (median ratio)."""
+        inverse = estimate.kind == "relative_inverse"
+        values = estimate.values.to(depth)
+        usable = torch.isfinite(values) & (values > _EPS)
+        overlap = usable & valid
+        if int(overlap.sum()) >= _MIN_VALID_FOR_SCALE:
+            target, source = (1.0 / depth if inverse else depth)[overlap], values[overlap]
+        elif bool(usable.any()):
+            # Too little overlap to calibrate per pixel: match the medians of what each side knows.
+            target, source = (1.0 / depth if inverse else depth)[valid], values[usable]
+            target, source = target.median()[None], source.median()[None]
+        else:
+            return torch.full_like(depth, float(depth[valid].median()))
+        scale = torch.median(target / source)
+        scaled = (scale * values).clamp_min(_EPS)
+        filled = 1.0 / scaled if inverse else scaled
+        return torch.where(usable, filled, depth[valid].median())

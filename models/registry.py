@@ -1,0 +1,223 @@
+"""Names → components: the one place that decides which outpainter, depth model and completer a run uses.
+
+Profiles:
+
+* ``offline`` — needs no downloaded weights: PatchMatch outpainting, geometric-prior depth, and the training-free
+  aligned completer (robust scale/shift + harmonic residual) on top of that estimator.
+* ``generative`` — Stable Diffusion 2 inpainting, Depth Anything V2 Metric (indoor or outdoor), and the aligned
+  completer on top of it. Weights download on first use unless ``allow_download`` is off or HF_HUB_OFFLINE is set.
+* ``auto`` — ``generative`` when the default generative weights are already in the local Hugging Face cache,
+  else ``offline``. It never touches the network; :attr:`Components.description` says which it chose and why.
+
+Each override (``outpainter``, ``depth_model``, ``completer``) replaces the profile's choice and is an offline
+name, a short alias (:data:`OUTPAINTER_ALIASES`, :data:`DEPTH_ALIASES`), a local folder or a Hub id. A learned
+completer (Invisible Stitch's design) is a folder/Hub id of a 5-channel ZoeDepth in transformers layout, or the
+original ``invisible-stitch.pt`` checkpoint file (converted on load).
+
+Models load once, here; the returned components are reused for every view and every job.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from models.completion import CompletionOptions
+from models.depth import METRIC_DEPTH_MODELS, RELATIVE_DEPTH_MODEL, ZOEDEPTH_MODEL, DepthOptions
+from models.diffusion import DEFAULT_OUTPAINTER, SDXL_OUTPAINTER, DiffusionOptions
+from models.hub import ModelUnavailableError, hub_cache_dir, is_cached, offline_mode, pick_device
+
+logger = logging.getLogger(__name__)
+
+PROFILES = ("offline", "generative", "auto")
+
+OFFLINE_OUTPAINTERS = ("patchmatch", "telea")
+"""``patchmatch``: PatchMatch texture synthesis; ``telea``: OpenCV's Telea inpainting (PatchMatch's fallback)."""
+OFFLINE_DEPTH = ("prior",)
+"""``prior``: metric depth from a ground plane and a far backdrop (no learning)."""
+OFFLINE_COMPLETERS = ("aligned",)
+"""``aligned``: the run's depth estimator aligned to the known depth (scale/shift + harmonic residual)."""
+
+OUTPAINTER_ALIASES = {"sd2": DEFAULT_OUTPAINTER, "sdxl": SDXL_OUTPAINTER}
+DEPTH_ALIASES = {
+    "da2-metric-indoor": METRIC_DEPTH_MODELS["indoor"],
+    "da2-metric-outdoor": METRIC_DEPTH_MODELS["outdoor"],
+    "da2-small": RELATIVE_DEPTH_MODEL,
+    "zoedepth": ZOEDEPTH_MODEL,
+}
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    """Settings handed to the model builders."""
+
+    diffusion: DiffusionOptions = field(default_factory=DiffusionOptions)
+    """Steps, guidance, feathering, pre-fill, offload and dtype of a diffusion outpainter."""
+
+    depth: DepthOptions = field(default_factory=DepthOptions)
+    """Flip TTA, output-kind override and dtype of a transformers depth estimator."""
+
+    completion: CompletionOptions = field(default_factory=CompletionOptions)
+    """Scaling, padding, TTA and network size of a learned completer."""
+
+    scene: str = "indoor"
+    """Which Depth Anything V2 Metric model the generative profile uses: "indoor" (max 20 m) or "outdoor" (80 m)."""
+
+    allow_download: bool = True
+    """Let ``generative`` download missing weights from the Hub (``auto`` never downloads)."""
+
+    def __post_init__(self):
+        if self.scene not in METRIC_DEPTH_MODELS:
+            raise ValueError(f"scene must be one of {sorted(METRIC_DEPTH_MODELS)}, got {self.scene!r}")
+
+
+@dataclass
+class Components:
+    """What one scene run needs, loaded and ready."""
+
+    outpainter: object
+    """``Outpainter``: fills colour where the point cloud has nothing."""
+
+    estimator: object
+    """``DepthEstimator``: depth of the input photo (and of new views, for the aligned completer)."""
+
+    completer: object
+    """``DepthCompleter``: depth of a new view, conditioned on the depth already known there."""
+
+    profile: str
+    """The profile actually used: "offline" or "generative" (``auto`` resolves to one of them)."""
+
+    description: str
+    """One human line: which models, and for ``auto`` why that profile was chosen."""
+
+
+def generative_defaults(options: ModelOptions = ModelOptions()) -> dict[str, tuple[str, str]]:
+    """Role -> (Hub id, marker file) of the generative profile's default models."""
+    return {
+        "outpainter": (DEFAULT_OUTPAINTER, "model_index.json"),
+        "depth model": (METRIC_DEPTH_MODELS[options.scene], "config.json"),
+    }
+
+
+def missing_generative_weights(options: ModelOptions = ModelOptions()) -> list[str]:
+    """Hub ids of the generative defaults that are not in the local cache (no network)."""
+    return [repo for repo, marker in generative_defaults(options).values() if not is_cached(repo, marker)]
+
+
+def build_components(
+    profile: str = "offline",
+    outpainter: str | None = None,
+    depth_model: str | None = None,
+    completer: str | None = None,
+    device=None,
+    options: ModelOptions = ModelOptions(),
+) -> Components:
+    """Build (load) the components of a run.
+
+    Args:
+        profile: "offline", "generative" or "auto" (see module docstring).
+        outpainter: override: "patchmatch", "telea", "sd2", "sdxl", a diffusers folder or a Hub id.
+        depth_model: override: "prior", a :data:`DEPTH_ALIASES` name, a transformers folder or a Hub id.
+        completer: override: "aligned", a 5-channel ZoeDepth folder / Hub id, or an Invisible Stitch ``.pt`` file.
+        device: torch device for learned models; None = CUDA when available, else CPU.
+        options: settings for the builders.
+
+    Raises:
+        ModelUnavailableError: a requested model is not on this machine (and may not be downloaded).
+        ValueError: an unknown profile or name.
+    """
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}: expected one of {', '.join(PROFILES)}")
+    reason = ""
+    allow_download = options.allow_download and not offline_mode()
+    if profile == "auto":
+        allow_download = False
+        missing = missing_generative_weights(options)
+        if missing:
+            profile = "offline"
+            reason = (
+                f"auto chose offline: {', '.join(missing)} not in the local Hugging Face cache ({hub_cache_dir()}); "
+                f"`huggingface-cli download ID` for each enables the generative profile"
+            )
+        else:
+            profile = "generative"
+            reason = "auto chose generative: the default models are in the local Hugging Face cache"
+    device = pick_device(device)
+    defaults = {
+        "offline": ("patchmatch", "prior", "aligned"),
+        "generative": (DEFAULT_OUTPAINTER, METRIC_DEPTH_MODELS[options.scene], "aligned"),
+    }[profile]
+    out_ref = outpainter or defaults[0]
+    depth_ref = depth_model or defaults[1]
+    comp_ref = completer or defaults[2]
+
+    built_outpainter = build_outpainter(out_ref, device, options, allow_download)
+    built_estimator = build_estimator(depth_ref, device, options, allow_download)
+    built_completer = build_completer(comp_ref, built_estimator, device, options, allow_download)
+    parts = [f"outpainter {out_ref}", f"depth {depth_ref}", f"completer {comp_ref}"]
+    learned = any(
+        ref not in OFFLINE_OUTPAINTERS + OFFLINE_DEPTH + OFFLINE_COMPLETERS for ref in (out_ref, depth_ref, comp_ref)
+    )
+    where = f" on {device.type}" if learned else ""
+    description = f"{profile}{where}: " + ", ".join(parts)
+    if reason:
+        description += f" ({reason})"
+    return Components(built_outpainter, built_estimator, built_completer, profile, description)
+
+
+def build_outpainter(reference: str, device=None, options: ModelOptions = ModelOptions(), allow_download=True):
+    """An ``Outpainter`` from an offline name, alias, diffusers folder or Hub id."""
+    if reference == "patchmatch":
+        from models.offline import PatchMatchOutpainter
+
+        return PatchMatchOutpainter()
+    if reference == "telea":
+        from models.offline import PatchMatchOutpainter
+
+        return PatchMatchOutpainter(use_patchmatch=False)
+    from models.diffusion import load_outpainter
+
+    return load_outpainter(
+        OUTPAINTER_ALIASES.get(reference, reference),
+        device=device,
+        options=options.diffusion,
+        allow_download=allow_download,
+    )
+
+
+def build_estimator(reference: str, device=None, options: ModelOptions = ModelOptions(), allow_download=True):
+    """A ``DepthEstimator`` from an offline name, alias, transformers folder or Hub id."""
+    if reference == "prior":
+        from models.offline import GeometricPriorDepth
+
+        return GeometricPriorDepth()
+    from models.depth import load_depth_estimator
+
+    return load_depth_estimator(
+        DEPTH_ALIASES.get(reference, reference), device=device, options=options.depth, allow_download=allow_download
+    )
+
+
+def build_completer(
+    reference: str, estimator, device=None, options: ModelOptions = ModelOptions(), allow_download=True
+):
+    """A ``DepthCompleter``: "aligned" (around ``estimator``), a 5-channel ZoeDepth folder/Hub id, or a .pt file."""
+    if reference == "aligned":
+        from pipeline.depth_align import AlignedCompleter
+
+        return AlignedCompleter(estimator)
+    path = Path(reference).expanduser()
+    if path.is_file() and path.suffix in (".pt", ".pth", ".ckpt"):
+        from models.invisible_stitch import load_invisible_stitch_checkpoint
+
+        return load_invisible_stitch_checkpoint(path, device=device, options=options.completion)
+    if not path.exists() and reference.endswith((".pt", ".pth", ".ckpt")):
+        raise ModelUnavailableError(
+            f"depth completer checkpoint {reference!r} does not exist: download `invisible-stitch.pt` from the "
+            "Hub repo paulengstler/invisible-stitch and pass its path, or use `--completer aligned` "
+            "(`--profile offline` runs without downloaded models)"
+        )
+    from models.completion import load_completer
+
+    return load_completer(reference, device=device, options=options.completion, allow_download=allow_download)

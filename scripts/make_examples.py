@@ -1,0 +1,126 @@
+"""Render the example inputs in ``examples/`` from the procedural worlds of :mod:`pipeline.synthetic`.
+
+Each world is rendered from view 0 (the camera at the origin looking along +z, focal length = image width) and
+written as::
+
+    examples/<name>/image.png    8-bit RGB, anti-aliased (3 x 3 rays per pixel), like a photo
+    examples/<name>/depth.png    16-bit grey, ground-truth z-depth in millimetres through each pixel centre
+    examples/<name>/prompt.txt   one line describing the scene
+    examples/<name>/camera.json  the camera (K, world_to_cam, size) and the depth unit
+
+Same code, same bytes: the worlds are deterministic and PNG encoding has no timestamps.
+
+Usage:
+    python scripts/make_examples.py [--out examples] [--width 512] [--height 384] [--worlds room street]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+# Run as a file (python scripts/make_examples.py): make the repository root importable.
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from pipeline.cameras import Camera, make_cameras  # noqa: E402
+from pipeline.synthetic import WORLD_NAMES, make_world  # noqa: E402
+
+DEFAULT_WIDTH, DEFAULT_HEIGHT = 512, 384  # 4:3, sides multiples of 8, small enough to keep the repo light
+SUPERSAMPLE = 3  # 3 x 3 colour rays per pixel: edges anti-aliased like a photo's; depth stays pixel-centre truth
+DEPTH_UNITS_PER_METRE = 1000  # depth.png stores millimetres
+DEPTH_MAX_STORED = 65535  # uint16: depths must stay below 65.535 m (the worlds' sky boxes end at 60 m)
+PNG_COMPRESS_LEVEL = 9  # smallest files; zlib at a fixed level is deterministic
+
+
+def example_camera(height: int = DEFAULT_HEIGHT, width: int = DEFAULT_WIDTH) -> Camera:
+    """View 0: at the origin, looking along +z, the project's default intrinsics (focal = width)."""
+    return make_cameras("single", height, width)[0]
+
+
+def example_arrays(
+    name: str, height: int = DEFAULT_HEIGHT, width: int = DEFAULT_WIDTH, supersample: int = SUPERSAMPLE
+) -> tuple[np.ndarray, np.ndarray]:
+    """Render one world's example: (rgb uint8 [H, W, 3], depth uint16 [H, W] in millimetres)."""
+    rgb, depth = make_world(name).render(example_camera(height, width), supersample=supersample)
+    rgb8 = np.round(rgb.clamp(0, 1).numpy() * 255.0).astype(np.uint8)
+    millimetres = np.round(depth.double().numpy() * DEPTH_UNITS_PER_METRE)
+    if millimetres.min() < 1 or millimetres.max() > DEPTH_MAX_STORED:
+        raise ValueError(
+            f"world {name!r}: depth range [{depth.min():.3f}, {depth.max():.3f}] m does not fit 16-bit millimetres"
+        )
+    return rgb8, millimetres.astype(np.uint16)
+
+
+def png_bytes(array: np.ndarray) -> bytes:
+    """PNG-encode an 8-bit RGB [H, W, 3] or 16-bit grey [H, W] array."""
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
+    return buffer.getvalue()
+
+
+def camera_json(name: str, camera: Camera) -> str:
+    description = {
+        "world": name,
+        "width": camera.width,
+        "height": camera.height,
+        "K": [[round(float(v), 6) for v in row] for row in camera.K],
+        "world_to_cam": [[round(float(v), 6) for v in row] for row in camera.world_to_cam],
+        "axes": "OpenCV: x right, y down, z forward; world = this camera's frame",
+        "depth_png": "16-bit z-depth (not ray length) in millimetres; 0 = unknown (never, here)",
+    }
+    return json.dumps(description, indent=2) + "\n"
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write through a temporary file in the same folder so a crash never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(data)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def write_example(name: str, out_dir: Path, height: int = DEFAULT_HEIGHT, width: int = DEFAULT_WIDTH) -> list[Path]:
+    """Render and write one example folder; returns the files written."""
+    folder = out_dir / name
+    rgb8, depth16 = example_arrays(name, height, width)
+    files = {
+        folder / "image.png": png_bytes(rgb8),
+        folder / "depth.png": png_bytes(depth16),
+        folder / "prompt.txt": (make_world(name).prompt + "\n").encode(),
+        folder / "camera.json": camera_json(name, example_camera(height, width)).encode(),
+    }
+    for path, data in files.items():
+        _write_atomic(path, data)
+    return list(files)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "examples", help="output folder")
+    parser.add_argument("--width", type=int, default=DEFAULT_WIDTH)
+    parser.add_argument("--height", type=int, default=DEFAULT_HEIGHT)
+    parser.add_argument("--worlds", nargs="+", choices=WORLD_NAMES, default=list(WORLD_NAMES))
+    args = parser.parse_args(argv)
+    for name in args.worlds:
+        for path in write_example(name, args.out, args.height, args.width):
+            print(f"{path}  {path.stat().st_size / 1024:.1f} KiB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

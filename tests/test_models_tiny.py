@@ -1,0 +1,165 @@
+"""Outpainter, depth estimators and learned completer, loaded from tiny random models by path through the real
+loading functions (``from_pretrained`` on a folder), offline, with a socket guard."""
+
+# ruff: noqa: F811  (pytest fixtures imported from tests.netguard are redefined as parameters)
+from __future__ import annotations
+
+import threading
+
+import pytest
+import torch
+
+from models.completion import CompletionOptions, LearnedCompleter, load_completer
+from models.depth import DepthOptions, depth_kind, load_depth_estimator
+from models.diffusion import DiffusionOptions, DiffusionOutpainter, feather_weights, load_outpainter
+from pipeline.cameras import make_cameras
+from pipeline.components import Cancelled, DepthCompleter, DepthEstimator, Outpainter
+from tests.netguard import no_network, tiny_models  # noqa: F401  (fixtures)
+
+SIZE = 64
+
+
+@pytest.fixture(scope="module")
+def outpainter(tiny_models):
+    return load_outpainter(str(tiny_models["outpainter"]), device="cpu", options=DiffusionOptions(steps=2))
+
+
+def _scene(height=SIZE, width=SIZE):
+    generator = torch.Generator().manual_seed(0)
+    image = torch.rand(height, width, 3, generator=generator)
+    fill = torch.zeros(height, width, dtype=torch.bool)
+    fill[:, width // 2 :] = True
+    return image, fill
+
+
+def test_outpainter_shapes_determinism_and_exact_known_pixels(outpainter, no_network):
+    assert isinstance(outpainter, Outpainter)
+    image, fill = _scene()
+    out = outpainter.outpaint(image, fill, "a quiet room", "blurry", seed=3)
+    again = outpainter.outpaint(image, fill, "a quiet room", "blurry", seed=3)
+    other = outpainter.outpaint(image, fill, "a quiet room", "blurry", seed=4)
+    assert out.shape == image.shape and out.dtype == torch.float32
+    assert torch.equal(out, again)
+    assert not torch.equal(out, other)
+    assert torch.equal(out[~fill], image[~fill])  # bit-exact outside the fill mask
+    assert float((out[fill] - image[fill]).abs().mean()) > 1e-3  # something was generated
+    assert float(out.min()) >= 0 and float(out.max()) <= 1
+
+
+def test_outpainter_odd_size_and_prefill(tiny_models, no_network):
+    painter = load_outpainter(
+        str(tiny_models["outpainter"]),
+        device="cpu",
+        options=DiffusionOptions(steps=2, strength=0.6, prefill="patchmatch"),
+    )
+    image, fill = _scene(44, 60)  # not multiples of 8
+    out = painter.outpaint(image, fill, "", "", seed=0)
+    assert out.shape == (44, 60, 3)
+    assert torch.equal(out[~fill], image[~fill])
+
+
+def test_outpainter_nothing_to_fill_returns_input(outpainter, no_network):
+    image, _ = _scene()
+    out = outpainter.outpaint(image, torch.zeros(SIZE, SIZE, dtype=torch.bool), "", "", 0)
+    assert torch.equal(out, image)
+
+
+def test_feather_band_lies_inside_the_mask():
+    fill = torch.zeros(1, 12, dtype=torch.bool).expand(12, 12).clone()
+    fill[:, 6:] = True
+    weight = feather_weights(fill, 4)
+    assert torch.equal(weight[:, :6], torch.zeros(12, 6))
+    assert weight[0, 6:].tolist() == pytest.approx([0.25, 0.5, 0.75, 1.0, 1.0, 1.0])
+    assert torch.equal(feather_weights(fill, 0), fill.float())
+
+
+class _SetAfter(threading.Event):
+    """An event that reads as set from its ``n``-th check on (simulates a user pressing cancel mid-run)."""
+
+    def __init__(self, n: int):
+        super().__init__()
+        self.n, self.calls = n, 0
+
+    def is_set(self) -> bool:
+        self.calls += 1
+        return self.calls >= self.n
+
+
+def test_outpainter_cancel_between_steps(tiny_models, no_network):
+    painter = load_outpainter(str(tiny_models["outpainter"]), device="cpu", options=DiffusionOptions(steps=5))
+    image, fill = _scene()
+    cancel = _SetAfter(2)  # clear at the entry check, set at the first step's callback
+    with pytest.raises(Cancelled):
+        painter.outpaint(image, fill, "", "", 0, cancel)
+    assert cancel.calls <= 4  # stopped after the first step, not after all five
+    already = threading.Event()
+    already.set()
+    with pytest.raises(Cancelled):
+        painter.outpaint(image, fill, "", "", 0, already)
+
+
+def test_outpainter_configure_validates(outpainter):
+    painter = DiffusionOutpainter(outpainter.pipe, DiffusionOptions(steps=2))
+    painter.configure(steps=3, guidance=2.0)
+    assert (painter.options.steps, painter.options.guidance) == (3, 2.0)
+    with pytest.raises(ValueError, match="steps"):
+        painter.configure(steps=0)
+    with pytest.raises(ValueError, match="prefill"):
+        DiffusionOptions(prefill="magic")
+
+
+@pytest.mark.parametrize(
+    ("name", "kind"), [("depth-metric", "metric"), ("depth-relative", "relative_inverse"), ("depth-zoe", "metric")]
+)
+def test_depth_estimators(tiny_models, no_network, name, kind):
+    estimator = load_depth_estimator(str(tiny_models[name]), device="cpu")
+    assert isinstance(estimator, DepthEstimator)
+    assert estimator.kind == kind == depth_kind(estimator.model.config)
+    camera = make_cameras("single", 48, SIZE)[0]
+    image = torch.rand(48, SIZE, 3, generator=torch.Generator().manual_seed(1))
+    estimate = estimator.estimate(image, camera)
+    assert estimate.kind == kind
+    assert estimate.values.shape == (48, SIZE) and estimate.values.dtype == torch.float32
+    assert bool(estimate.values.isfinite().all())
+    assert float(estimate.values.min()) > 0 if kind == "metric" else float(estimate.values.min()) >= 0
+    assert torch.equal(estimate.values, estimator.estimate(image, camera).values)
+
+
+def test_depth_flip_tta_is_mirror_symmetric(tiny_models, no_network):
+    estimator = load_depth_estimator(str(tiny_models["depth-zoe"]), device="cpu", options=DepthOptions(flip_tta=True))
+    camera = make_cameras("single", SIZE, SIZE)[0]
+    image = torch.rand(SIZE, SIZE, 3, generator=torch.Generator().manual_seed(2))
+    plain = estimator.estimate(image, camera).values
+    mirrored = estimator.estimate(image.flip(1), camera).values.flip(1)
+    assert torch.allclose(plain, mirrored, atol=1e-5)
+
+
+def test_learned_completer_keeps_known_depth(tiny_models, no_network):
+    completer = load_completer(str(tiny_models["completer"]), device="cpu", options=CompletionOptions(scaling=0.5))
+    assert isinstance(completer, DepthCompleter) and isinstance(completer, LearnedCompleter)
+    camera = make_cameras("single", SIZE, SIZE)[0]
+    generator = torch.Generator().manual_seed(3)
+    image = torch.rand(SIZE, SIZE, 3, generator=generator)
+    known_mask = torch.zeros(SIZE, SIZE, dtype=torch.bool)
+    known_mask[:, :40] = True
+    known_depth = torch.where(known_mask, 1 + 4 * torch.rand(SIZE, SIZE, generator=generator), torch.zeros(()))
+    depth = completer.complete(image, known_depth, known_mask, camera)
+    assert depth.shape == (SIZE, SIZE) and bool(depth.isfinite().all()) and float(depth.min()) > 0
+    assert torch.equal(depth[known_mask], known_depth[known_mask])
+    assert torch.equal(depth, completer.complete(image, known_depth, known_mask, camera))
+
+
+def test_completer_refuses_a_three_channel_model(tiny_models, no_network):
+    with pytest.raises(ValueError, match="5-channel"):
+        load_completer(str(tiny_models["depth-zoe"]), device="cpu")
+
+
+def test_sdxl_inpainting_folder_loads_by_its_model_index(tmp_path, no_network):
+    from models.tiny import save_tiny_outpainter
+
+    folder = save_tiny_outpainter(tmp_path / "sdxl", kind="sdxl")
+    painter = load_outpainter(str(folder), device="cpu", options=DiffusionOptions(steps=2))
+    assert type(painter.pipe).__name__ == "StableDiffusionXLInpaintPipeline"
+    image, fill = _scene()
+    out = painter.outpaint(image, fill, "a street", "", seed=1)
+    assert out.shape == image.shape and torch.equal(out[~fill], image[~fill])
