@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from pipeline.masks import KNOWN_ERODE_PX, OUTPAINT_DILATE_PX, SNAP_REL_THRESHOLD, SPARSE_DEPTH_ERODE_PX
+
 MODES = ("single", "stage", "360", "sphere")
 
 
@@ -11,21 +13,21 @@ MODES = ("single", "stage", "360", "sphere")
 class GrowConfig:
     """Settings of the grow loop (render → outpaint → complete depth → snap → fuse)."""
 
-    known_erode_px: int = 2
+    known_erode_px: int = KNOWN_ERODE_PX
     """Shrink the rendered known region by this many pixels: its border pixels are partly covered and blend
     foreground with background, so they are regenerated rather than trusted (Invisible Stitch uses 2)."""
 
-    outpaint_dilate_px: int = 2
+    outpaint_dilate_px: int = OUTPAINT_DILATE_PX
     """Grow the inpainter's mask by this many pixels so it repaints across the seam instead of up to it."""
 
-    sparse_erode_px: int = 1
+    sparse_erode_px: int = SPARSE_DEPTH_ERODE_PX
     """Erode the known depth handed to the depth completer by this many pixels (edge depths are least reliable)."""
 
     dedupe_rel_tol: float = 0.03
     """A new pixel whose depth is within this fraction of the existing geometry's rendered depth is a duplicate
     of a point already in the cloud and is not added (revisiting an area adds nothing)."""
 
-    snap_rel_threshold: float = 0.05
+    snap_rel_threshold: float = SNAP_REL_THRESHOLD
     """Depth jump, relative to the pixel's depth, above which a pixel straddles a discontinuity and is snapped
     onto the far surface before lifting (no stretched "noodle" points between foreground and background)."""
 
