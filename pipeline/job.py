@@ -219,7 +219,7 @@ def _encode(result: SceneResult, request: JobRequest, report, cancel):
         fitted = splat_fit.fit_splats(result.frames, result.cloud, config, progress=fit_progress, cancel=cancel)
         splats = fitted.splats
     else:
-        splats = splat_fit.init_from_cloud(result.cloud, config)
+        splats = splat_fit.init_from_cloud(result.cloud, config.init)
     timings["splats"] = time.perf_counter() - start
     start = time.perf_counter()
     files["splats.ply"] = splat_io.splats_to_ply_bytes(splats)

@@ -1,0 +1,200 @@
+"""Splat initialisation from the fused cloud and fitting against generated frames (CPU, tiny scenes)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import torch
+
+from pipeline.cameras import Camera, intrinsics, pose, rotation_yaw_pitch
+from pipeline.components import Cancelled, RenderResult
+from pipeline.splats import (
+    SPLAT_PRESETS,
+    LearningRates,
+    NoStrategy,
+    PruneStrategy,
+    SplatConfig,
+    SplatInitConfig,
+    SplatParams,
+    Splats,
+    StrategyState,
+    dilate,
+    fit_splats,
+    init_from_cloud,
+    masked_psnr,
+    splat_preset,
+)
+from pipeline.types import PointCloud
+from renderers.gaussians import GaussianRender
+from scripts.bench_splats import render_room, synthetic_room
+
+H, W = 48, 64  # tiny frames: every test here runs in seconds on 2 cores
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Small tensors: one thread avoids OpenMP barrier stalls on a busy 2-core runner."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def stage():
+    return synthetic_room("stage", H, W)
+
+
+def _camera(yaw_deg: float) -> Camera:
+    w2c = pose(rotation_yaw_pitch(yaw_deg, 0.0)).float()
+    return Camera(intrinsics(H, W), w2c, H, W)
+
+
+def test_init_keeps_points_colours_and_footprints(stage):
+    _, cloud = stage
+    splats = init_from_cloud(cloud, SplatInitConfig(scale_source="radius", sh_degree=2))
+    assert len(splats) == len(cloud)
+    torch.testing.assert_close(splats.means, cloud.points)
+    torch.testing.assert_close(splats.rgb, cloud.colors, atol=1e-6, rtol=0)
+    torch.testing.assert_close(torch.exp(splats.scales), cloud.radii[:, None].expand(-1, 3))
+    assert splats.shN.shape == (len(cloud), 8, 3) and splats.sh_degree == 2 and (splats.shN == 0).all()
+    assert torch.allclose(torch.sigmoid(splats.opacities), torch.tensor(0.9))
+    assert (splats.quats == torch.tensor([1.0, 0, 0, 0])).all()
+
+
+def test_knn_sizes_are_bounded_and_max_never_shrinks(stage):
+    _, cloud = stage
+    by_radius = torch.exp(init_from_cloud(cloud, SplatInitConfig(scale_source="radius")).scales[:, 0])
+    by_max = torch.exp(init_from_cloud(cloud, SplatInitConfig(scale_source="max")).scales[:, 0])
+    by_knn = torch.exp(init_from_cloud(cloud, SplatInitConfig(scale_source="knn")).scales[:, 0])
+    assert (by_max >= by_radius - 1e-9).all()
+    assert (by_knn <= 4.0 * cloud.radii + 1e-9).all()
+
+
+def test_init_rejects_bad_clouds():
+    bad = PointCloud(
+        torch.tensor([[0.0, 0.0, float("nan")]]), torch.zeros(1, 3), torch.ones(1), torch.zeros(1, dtype=torch.long)
+    )
+    with pytest.raises(ValueError, match="non-finite"):
+        init_from_cloud(bad)
+    wrong = PointCloud(torch.zeros(3, 3), torch.zeros(2, 3), torch.ones(3), torch.zeros(3, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"got \(2, 3\)"):
+        init_from_cloud(wrong)
+    with pytest.raises(ValueError, match="sh_degree"):
+        init_from_cloud(
+            PointCloud(torch.zeros(1, 3), torch.zeros(1, 3), torch.ones(1), torch.zeros(1, dtype=torch.long)),
+            SplatInitConfig(sh_degree=4),
+        )
+
+
+def test_unfitted_splats_already_look_like_the_scene(stage):
+    frames, cloud = stage
+    splats = init_from_cloud(cloud)
+    for frame in frames:
+        out = splats.render(frame.camera, "torch")
+        assert masked_psnr(out.rgb, frame.rgb) > 23.0
+        assert out.alpha.mean() > 0.97
+
+
+def test_fit_lowers_loss_and_generalises_to_held_out_views(stage):
+    frames, cloud = stage
+    g = torch.Generator().manual_seed(0)
+    noisy = PointCloud(
+        cloud.points,
+        (cloud.colors + 0.25 * torch.randn(cloud.colors.shape, generator=g)).clamp(0, 1),
+        cloud.radii,
+        cloud.source_view,
+    )
+    held_out = [_camera(12.5), _camera(-12.5)]
+    before = init_from_cloud(noisy)
+    psnr_before = [masked_psnr(before.render(c, "torch").rgb, render_room(c)[0]) for c in held_out]
+    config = SplatConfig(iterations=60, rasterizer="torch", lr=LearningRates(sh0=1e-2))
+    result = fit_splats(frames, noisy, config)
+    assert len(result.losses) == 60 and result.backend == "torch" and result.seconds > 0
+    first, last = sum(result.losses[:6]) / 6, sum(result.losses[-6:]) / 6
+    assert last < 0.7 * first
+    psnr_after = [masked_psnr(result.splats.render(c, "torch").rgb, render_room(c)[0]) for c in held_out]
+    assert min(psnr_after) > 24.0, psnr_after
+    assert min(a - b for a, b in zip(psnr_after, psnr_before)) > 4.0
+    assert len(result.psnr) == len(frames) and min(result.psnr) > 24.0
+    assert all(torch.isfinite(t).all() for t in result.splats._tensors())
+
+
+def test_positions_are_frozen_by_default(stage):
+    frames, cloud = stage
+    result = fit_splats(frames, cloud, SplatConfig(iterations=3, rasterizer="torch", strategy=NoStrategy()))
+    torch.testing.assert_close(result.splats.means, cloud.points)
+
+
+def test_progress_and_cancel(stage):
+    frames, cloud = stage
+    seen = []
+    fit_splats(
+        frames, cloud, SplatConfig(iterations=2, rasterizer="torch"), progress=lambda s, t, loss: seen.append((s, t))
+    )
+    assert seen == [(1, 2), (2, 2)]
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(Cancelled):
+        fit_splats(frames, cloud, SplatConfig(iterations=5, rasterizer="torch"), cancel=cancel)
+
+
+def test_pose_refinement_and_supporting_views_run(stage):
+    frames, cloud = stage
+    calls = []
+
+    def render_support(camera: Camera) -> RenderResult:
+        calls.append(camera)
+        rgb, depth, _ = render_room(camera)
+        return RenderResult(rgb, depth, torch.ones(camera.height, camera.width, dtype=torch.bool))
+
+    config = SplatConfig(
+        iterations=6, rasterizer="torch", pose_refinement=True, support_views_per_frame=1, fit_max_side=32
+    )
+    result = fit_splats(frames, cloud, config, support_renderer=render_support)
+    assert len(calls) == len(frames)
+    assert not torch.allclose(calls[0].world_to_cam, frames[0].camera.world_to_cam)  # jittered
+    assert len(result.psnr) == len(frames) and all(p > 15 for p in result.psnr)
+    torch.testing.assert_close(result.world_to_cam[0], frames[0].camera.world_to_cam)  # the anchor stays put
+    assert all(m.shape == (4, 4) and torch.isfinite(m).all() for m in result.world_to_cam)
+
+
+def test_masks_and_presets():
+    mask = torch.zeros(7, 7, dtype=torch.bool)
+    mask[3, 3] = True
+    assert int(dilate(mask, 1).sum()) == 9 and dilate(mask, 0) is mask
+    assert [SPLAT_PRESETS[k].iterations for k in ("draft", "default", "high")] == [100, 300, 1000]
+    assert splat_preset("high", iterations=5).iterations == 5
+    with pytest.raises(ValueError, match="unknown splat preset"):
+        splat_preset("ultra")
+
+
+def test_bad_mask_mode_and_empty_inputs(stage):
+    frames, cloud = stage
+    with pytest.raises(ValueError, match="mask_mode"):
+        fit_splats(frames, cloud, SplatConfig(iterations=1, mask_mode="some"))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="at least one frame"):
+        fit_splats([], cloud)
+
+
+def test_prune_strategy_removes_transparent_splats():
+    n = 10
+    splats = Splats(
+        torch.randn(n, 3), torch.full((n, 3), -3.0), torch.tensor([[1.0, 0, 0, 0]]).repeat(n, 1),
+        torch.tensor([5.0] * 8 + [-9.0, -9.0]), torch.zeros(n, 1, 3), torch.zeros(n, 0, 3),
+    )  # fmt: skip
+    params = SplatParams(
+        splats, {"means": 0.0, "scales": 1e-3, "quats": 1e-3, "opacities": 1e-2, "sh0": 1e-3, "shN": 0.0}
+    )
+    render = GaussianRender(
+        torch.zeros(4, 4, 3), torch.zeros(4, 4), torch.zeros(4, 4), torch.zeros(n, 2), torch.zeros(n, dtype=torch.long)
+    )
+    strategy = PruneStrategy(every=10, start_fraction=0.0, stop_fraction=1.0)
+    state = StrategyState()
+    strategy.step_post_backward(params, state, 5, render, 100)
+    assert len(params) == n
+    strategy.step_post_backward(params, state, 10, render, 100)
+    assert len(params) == 8
+    # the optimiser follows the new tensors
+    assert all(group["params"][0] is params.params[group["name"]] for group in params.optimizer.param_groups)
