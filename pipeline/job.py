@@ -23,8 +23,13 @@ from pipeline.cameras import Camera, make_cameras
 from pipeline.config import GrowConfig
 from pipeline.grow import ScenePipeline
 from pipeline.images import fit_size, resize_depth
-from pipeline.types import ProgressEvent, SceneResult
+from pipeline.types import PointCloud, ProgressEvent, SceneResult
 
+FIT_MAX_SIDE = 256  # splats are fitted against views downscaled to this side: CPU fitting time grows with pixels
+MAX_FIT_SPLATS = 300_000  # denser clouds are thinned before fitting (radii grown to keep coverage)
+VIDEO_FPS = 12
+VIDEO_ORBIT_FRAMES = 48  # a 4 s turn: rendering each frame on CPU costs ~0.1–0.5 s
+VIDEO_MAX_SIDE = 256
 MIN_SIDE = 64  # smaller views leave too little context for outpainting and depth
 MAX_SIDE = 1536  # bounded work and memory per view
 SIZE_MULTIPLE = 8  # latent diffusion models need sides divisible by 8
@@ -161,7 +166,19 @@ def run_job(
             report(ProgressEvent("video", -1, len(cameras), 0.95, "rendering fly-through video"))
             from pipeline.video import render_flythrough
 
-            render_flythrough(staging / "flythrough.mp4", splats, _video_path(cameras))
+            def video_progress(done: int, total: int) -> None:
+                fraction = 0.93 + 0.07 * done / max(total, 1)
+                report(ProgressEvent("video", -1, len(cameras), fraction, f"video frame {done}/{total}"))
+
+            render_flythrough(
+                staging / "flythrough.mp4",
+                splats,
+                _video_path(cameras),
+                fps=VIDEO_FPS,
+                max_side=VIDEO_MAX_SIDE,
+                cancel=cancel,
+                progress=video_progress,
+            )
             video = out_dir / "flythrough.mp4"
             timings["video"] = time.perf_counter() - start
         _move_into(staging, out_dir)
@@ -210,22 +227,39 @@ def _encode(result: SceneResult, request: JobRequest, report, cancel):
     from pipeline import splats as splat_fit
 
     start = time.perf_counter()
-    config = splat_fit.SplatConfig(iterations=request.splat_iters)
+    config = splat_fit.SplatConfig(iterations=request.splat_iters, fit_max_side=FIT_MAX_SIDE)
+    cloud = thin_cloud(result.cloud, MAX_FIT_SPLATS)
     if request.splat_iters > 0:
+
         def fit_progress(step: int, total: int, loss: float) -> None:
             message = f"fitting splats: iteration {step}/{total}, loss {loss:.4f}"
             report(ProgressEvent("splats", -1, len(result.frames), 0.6 + 0.33 * step / max(total, 1), message))
 
-        fitted = splat_fit.fit_splats(result.frames, result.cloud, config, progress=fit_progress, cancel=cancel)
+        fitted = splat_fit.fit_splats(result.frames, cloud, config, progress=fit_progress, cancel=cancel)
         splats = fitted.splats
     else:
-        splats = splat_fit.init_from_cloud(result.cloud, config.init)
+        splats = splat_fit.init_from_cloud(cloud, config.init)
     timings["splats"] = time.perf_counter() - start
     start = time.perf_counter()
     files["splats.ply"] = splat_io.splats_to_ply_bytes(splats)
     files["scene.splat"] = splat_io.splats_to_splat_bytes(splats)
     timings["export"] += time.perf_counter() - start
     return files, splats, timings
+
+
+def thin_cloud(cloud: PointCloud, max_points: int) -> PointCloud:
+    """Keep an evenly strided, deterministic subset of at most ``max_points`` points.
+
+    Each kept point stands for ``stride`` points, so its footprint radius grows by sqrt(stride) to cover the same
+    area. View 0's points come first in the cloud and are thinned like the rest.
+    """
+    if len(cloud) <= max_points:
+        return cloud
+    stride = math.ceil(len(cloud) / max_points)
+    keep = torch.arange(0, len(cloud), stride, device=cloud.points.device)
+    return PointCloud(
+        cloud.points[keep], cloud.colors[keep], cloud.radii[keep] * math.sqrt(stride), cloud.source_view[keep]
+    )
 
 
 def _configure_outpainter(outpainter, request: JobRequest) -> None:
@@ -253,14 +287,20 @@ def _scaled(report, lo: float, hi: float):
 
 
 def _video_path(cameras: list[Camera]) -> list[Camera]:
-    """The generation path sorted by yaw so the fly-through turns smoothly instead of zig-zagging."""
+    """A full turn from view 0 when the path goes all around, else a smooth sweep through the path sorted by yaw."""
+    from pipeline.video import interpolate_cameras, orbit_cameras
 
     def yaw(camera: Camera) -> float:
         forward = camera.cam_to_world[:3, 2]
-        return math.atan2(float(forward[0]), float(forward[2])) % (2 * math.pi)
+        return math.degrees(math.atan2(float(forward[0]), float(forward[2])))
 
-    level = [c for c in cameras if abs(float(c.cam_to_world[1, 2])) < 0.5] or cameras
-    return sorted(level, key=yaw)
+    yaws = [yaw(c) for c in cameras]
+    if len(cameras) > 1 and max(yaws) - min(yaws) > 180:
+        return orbit_cameras(cameras[0], num_frames=VIDEO_ORBIT_FRAMES)
+    if len(cameras) == 1:
+        return orbit_cameras(cameras[0], num_frames=VIDEO_ORBIT_FRAMES // 4, degrees=20.0)
+    ordered = [cameras[i] for i in sorted(range(len(cameras)), key=lambda i: yaws[i])]
+    return interpolate_cameras(ordered, steps_per_segment=VIDEO_ORBIT_FRAMES // (2 * len(ordered)))
 
 
 def _parent(out_dir: Path) -> Path:
