@@ -14,14 +14,13 @@ scale_0..2 (log σ), rot_0..3 (w, x, y, z; written unit-length) — all little-e
 from __future__ import annotations
 
 import io
-import os
 import re
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from pipeline.export import atomic_write
 from pipeline.splats import Splats
 
 ORIENTATION_COMMENT = "WorldStitch: OpenCV axes, +x right, +y down, +z forward; up is -y"
@@ -97,31 +96,14 @@ def splats_to_splat_bytes(splats: Splats, max_splats: int = MAX_SPLATS) -> bytes
     return _export(splats, "splat", max_splats)
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (temp file in the same directory, fsync, os.replace)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def write_splat_ply(path: str | Path, splats: Splats, max_splats: int = MAX_SPLATS) -> Path:
     """Write a 3DGS PLY atomically; nothing is written when the splats are invalid."""
-    return atomic_write_bytes(path, splats_to_ply_bytes(splats, max_splats))
+    return atomic_write(path, splats_to_ply_bytes(splats, max_splats))
 
 
 def write_dotsplat(path: str | Path, splats: Splats, max_splats: int = MAX_SPLATS) -> Path:
     """Write a ``.splat`` file atomically; nothing is written when the splats are invalid."""
-    return atomic_write_bytes(path, splats_to_splat_bytes(splats, max_splats))
+    return atomic_write(path, splats_to_splat_bytes(splats, max_splats))
 
 
 # --- reading ------------------------------------------------------------------------------------------------------
