@@ -19,15 +19,20 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from pipeline.cameras import Camera, make_cameras
-from pipeline.components import PointRenderer
-from pipeline.geometry import transform_points
-from renderers import get_point_renderer
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pipeline.cameras import Camera, make_cameras  # noqa: E402
+from pipeline.components import PointRenderer  # noqa: E402
+from pipeline.geometry import transform_points  # noqa: E402
+from renderers import get_point_renderer  # noqa: E402
 
 # Room walls in view 0's frame (OpenCV: x right, y down, z forward), in metres.
 BACK_WALL_Z = 5.0
