@@ -4,8 +4,8 @@ The Gradio front end only. The scene generator is injected (:func:`build_demo` t
 once in :func:`main`, never at import. Run ``python app.py`` (127.0.0.1:7860) or ``python app.py --help``.
 
 How a job runs: the Generate handler is a generator. It checks every input on the server (API callers skip the
-browser's limits), decodes the upload with :func:`pipeline.images.load_image`, then runs the pipeline in a worker
-thread that reports :class:`pipeline.types.ProgressEvent` through a queue; the handler turns those into UI updates.
+browser's limits), decodes the upload with :func:`core.images.load_image`, then runs the pipeline in a worker
+thread that reports :class:`core.types.ProgressEvent` through a queue; the handler turns those into UI updates.
 Cancel sets the job's ``threading.Event``; the pipeline stops at the next view or denoising step and the worker is
 free. Each job writes into its own folder under an app-owned root; Gradio copies the results into its cache (which
 ``delete_cache`` empties), and the job folder is removed when the handler finishes, fails or is cancelled.
@@ -45,11 +45,11 @@ except ImportError:
 import gradio as gr
 import numpy as np
 
-from pipeline.components import Cancelled
+from core.components import Cancelled
+from core.images import ImageError, fit_size, load_depth_file, load_image, target_size
+from core.types import ProgressEvent
 from pipeline.config import MODES, PRESETS, GrowConfig
-from pipeline.images import ImageError, fit_size, load_depth_file, load_image, target_size
 from pipeline.job import JobError, JobOutputs, JobRequest
-from pipeline.types import ProgressEvent
 
 logger = logging.getLogger("worldstitch.app")
 

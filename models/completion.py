@@ -28,8 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from core.cameras import Camera
 from models.hub import default_dtype, load_failed, pick_device, resolve_model
-from pipeline.cameras import Camera
 
 logger = logging.getLogger(__name__)
 

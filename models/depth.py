@@ -28,9 +28,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from core.cameras import Camera
+from core.components import DepthEstimate, DepthKind
 from models.hub import ModelSource, default_dtype, load_failed, pick_device, resolve_model
-from pipeline.cameras import Camera
-from pipeline.components import DepthEstimate, DepthKind
 
 logger = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ What :meth:`DiffusionOutpainter.outpaint` guarantees:
 * the same image, mask, prompt, seed and settings give the same output (``torch.Generator`` seeded on the
   pipeline's device);
 * any size works: the image is padded to multiples of 8 (the VAE's stride) and cropped back;
-* a set ``cancel`` event stops denoising at the next step and raises :class:`pipeline.components.Cancelled`.
+* a set ``cancel`` event stops denoising at the next step and raises :class:`core.components.Cancelled`.
 """
 
 from __future__ import annotations
@@ -27,8 +27,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from core.components import Cancelled
+from core.images import to_uint8
 from models.hub import ModelSource, default_dtype, load_failed, pick_device, resolve_model
-from pipeline.components import Cancelled
 
 logger = logging.getLogger(__name__)
 
@@ -142,7 +143,7 @@ def _prefill_hole(image: Tensor, fill_mask: Tensor, seed: int) -> Tensor:  # [H,
         import cv2
         import numpy as np
 
-        rgb = (image.clamp(0, 1).cpu().numpy() * 255).round().astype(np.uint8)
+        rgb = to_uint8(image)
         hole = fill_mask.cpu().numpy().astype(np.uint8)
         filled = cv2.inpaint(rgb, hole, 5, cv2.INPAINT_TELEA).astype(np.float32) / 255
         return torch.where(fill_mask[..., None], torch.from_numpy(filled).to(image), image)

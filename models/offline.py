@@ -23,10 +23,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from pipeline.cameras import Camera
-from pipeline.components import Cancelled, DepthEstimate, DepthEstimator
-from pipeline.geometry import ray_directions
-from pipeline.images import DepthFile, resize_depth, to_uint8
+from core.cameras import Camera
+from core.components import Cancelled, DepthEstimate, DepthEstimator
+from core.geometry import ray_directions
+from core.images import DepthFile, resize_depth, to_uint8
 
 logger = logging.getLogger(__name__)
 
@@ -238,8 +238,8 @@ class FileDepth:
     roughly at their boundary. Without any valid pixel in the file, the fallback's estimate is returned as is.
 
     Args:
-        depth: the user's depth, from :func:`pipeline.images.load_depth_file` (any size: it is resized to the
-            image like :func:`pipeline.images.fit_size` resizes the photo).
+        depth: the user's depth, from :func:`core.images.load_depth_file` (any size: it is resized to the
+            image like :func:`core.images.fit_size` resizes the photo).
         fallback: estimator for the pixels the file leaves unknown.
     """
 

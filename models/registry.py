@@ -204,7 +204,7 @@ def build_completer(
 ):
     """A ``DepthCompleter``: "aligned" (around ``estimator``), a 5-channel ZoeDepth folder/Hub id, or a .pt file."""
     if reference == "aligned":
-        from pipeline.depth_align import AlignedCompleter
+        from models.depth_align import AlignedCompleter
 
         return AlignedCompleter(estimator)
     path = Path(reference).expanduser()

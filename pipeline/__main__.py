@@ -67,8 +67,8 @@ class TerminalProgress:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # heavy imports after argument parsing so --help is instant
+    from core.images import ImageError, load_depth_file, load_image
     from models.registry import build_components
-    from pipeline.images import ImageError, load_depth_file, load_image
     from pipeline.job import JobError, JobRequest, run_job
 
     preset = PRESETS[args.quality]

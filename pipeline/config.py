@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from pipeline.masks import KNOWN_ERODE_PX, OUTPAINT_DILATE_PX, SNAP_REL_THRESHOLD, SPARSE_DEPTH_ERODE_PX
+from core.masks import KNOWN_ERODE_PX, OUTPAINT_DILATE_PX, SNAP_REL_THRESHOLD, SPARSE_DEPTH_ERODE_PX
 
 MODES = ("single", "stage", "360", "sphere")
 

@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import tempfile
 import zipfile
-from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from PIL import Image
+from plyfile import PlyData, PlyElement
 from torch import Tensor
 
-from pipeline.types import Frame, PointCloud
+from core.images import to_uint8
+from core.types import Frame, PointCloud
 
 AXES_COMMENT = "WorldStitch: OpenCV axes, +x right, +y down, +z forward (world = view 0's camera); up is -y"
 # nerfstudio / Blender camera axes are x right, y up, z backward: flip the camera's y and z axes.
@@ -27,43 +27,21 @@ DEPTH_PNG_SCALE = 1000.0  # 16-bit depth PNGs store millimetres
 MAX_DEPTH_PNG_M = 65.535  # largest depth a 16-bit millimetre PNG can hold
 
 
-def atomic_write(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` via a temp file in the same folder and an atomic rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def points_ply_bytes(cloud: PointCloud) -> bytes:
-    """Binary little-endian PLY: float x, y, z and uchar red, green, blue per vertex."""
-    points = cloud.points.detach().float().cpu().numpy()
+    """Binary little-endian PLY (written by ``plyfile``): float x, y, z and uchar red, green, blue per vertex."""
+    points = cloud.points.detach().float().cpu().numpy()  # [N, 3]
     if not np.isfinite(points).all():
         raise ValueError("the point cloud has non-finite coordinates; refusing to write it")
-    colors = (cloud.colors.detach().float().clamp(0, 1).cpu().numpy() * 255 + 0.5).astype(np.uint8)
+    colors = to_uint8(cloud.colors)  # [N, 3]
     vertex = np.empty(
         len(points), dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("red", "u1"), ("green", "u1"), ("blue", "u1")]
     )
     vertex["x"], vertex["y"], vertex["z"] = points[:, 0], points[:, 1], points[:, 2]
     vertex["red"], vertex["green"], vertex["blue"] = colors[:, 0], colors[:, 1], colors[:, 2]
-    header = (
-        "ply\nformat binary_little_endian 1.0\n"
-        f"comment {AXES_COMMENT}\n"
-        f"element vertex {len(points)}\n"
-        "property float x\nproperty float y\nproperty float z\n"
-        "property uchar red\nproperty uchar green\nproperty uchar blue\n"
-        "end_header\n"
-    )
-    return header.encode("ascii") + vertex.tobytes()
+    ply = PlyData([PlyElement.describe(vertex, "vertex")], text=False, byte_order="<", comments=[AXES_COMMENT])
+    buffer = io.BytesIO()
+    ply.write(buffer)
+    return buffer.getvalue()
 
 
 def png_bytes(array: np.ndarray) -> bytes:
@@ -73,10 +51,6 @@ def png_bytes(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def rgb_to_uint8(image: Tensor) -> np.ndarray:  # [H, W, 3] float -> [H, W, 3] uint8
-    return (image.detach().float().clamp(0, 1).cpu().numpy() * 255 + 0.5).astype(np.uint8)
-
-
 def depth_to_uint16_mm(depth: Tensor) -> np.ndarray:  # [H, W] metres -> [H, W] uint16 millimetres, 0 = unknown
     values = depth.detach().float().cpu().numpy()
     values = np.where(np.isfinite(values) & (values > 0), values, 0.0)
@@ -84,7 +58,16 @@ def depth_to_uint16_mm(depth: Tensor) -> np.ndarray:  # [H, W] metres -> [H, W] 
 
 
 def depth_preview(depth: Tensor, near: float | None = None, far: float | None = None) -> np.ndarray:
-    """A colour picture of depth (near = warm, far = cool), shared range across frames when given."""
+    """A colour picture of depth (OpenCV's turbo map on inverse depth: near = warm, far = cool, unknown = black),
+    on a range shared across frames when ``near``/``far`` are given.
+
+    Args:
+        depth: ``[H, W]`` z-depth, 0 / non-finite = unknown.
+        near, far: the depth range mapped to the ends of the colour map (default: this map's own range).
+
+    Returns:
+        ``[H, W, 3]`` uint8 RGB.
+    """
     values = depth.detach().float().cpu().numpy()
     valid = np.isfinite(values) & (values > 0)
     if not valid.any():
@@ -93,14 +76,10 @@ def depth_preview(depth: Tensor, near: float | None = None, far: float | None = 
     lo = 1.0 / (far if far else values[valid].max())
     hi = 1.0 / (near if near else values[valid].min())
     t = np.clip((inverse - lo) / max(hi - lo, 1e-9), 0, 1)
-    # a small perceptual ramp: dark blue → teal → yellow
-    stops = np.array([[0.05, 0.03, 0.3], [0.1, 0.55, 0.55], [0.99, 0.9, 0.15]])
-    idx = t * (len(stops) - 1)
-    low = np.floor(idx).astype(int).clip(0, len(stops) - 2)
-    frac = (idx - low)[..., None]
-    rgb = stops[low] * (1 - frac) + stops[low + 1] * frac
+    bgr = cv2.applyColorMap(to_uint8(t), cv2.COLORMAP_TURBO)  # [H, W, 3] BGR
+    rgb = np.ascontiguousarray(bgr[..., ::-1])
     rgb[~valid] = 0
-    return (rgb * 255 + 0.5).astype(np.uint8)
+    return rgb
 
 
 def frame_files(frames: list[Frame]) -> dict[str, bytes]:
@@ -111,10 +90,10 @@ def frame_files(frames: list[Frame]) -> dict[str, bytes]:
     files = {}
     for frame in frames:
         stem = f"frame_{frame.index:03d}"
-        files[f"images/{stem}.png"] = png_bytes(rgb_to_uint8(frame.rgb))
+        files[f"images/{stem}.png"] = png_bytes(to_uint8(frame.rgb))
         files[f"depth/{stem}.png"] = png_bytes(depth_to_uint16_mm(frame.depth))
         files[f"depth_preview/{stem}.png"] = png_bytes(depth_preview(frame.depth, near, far))
-        files[f"masks/{stem}.png"] = png_bytes(frame.fill_mask.cpu().numpy().astype(np.uint8) * 255)
+        files[f"masks/{stem}.png"] = png_bytes(to_uint8(frame.fill_mask.float()))
     return files
 
 

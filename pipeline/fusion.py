@@ -11,9 +11,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from pipeline.cameras import Camera
-from pipeline.geometry import unproject
-from pipeline.types import PointCloud
+from core.cameras import Camera
+from core.geometry import unproject
+from core.types import PointCloud
 
 
 def new_point_mask(

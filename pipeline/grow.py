@@ -21,12 +21,12 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from pipeline.cameras import Camera
-from pipeline.components import Cancelled, DepthCompleter, DepthEstimator, Outpainter, PointRenderer
+from core.cameras import Camera
+from core.components import Cancelled, DepthCompleter, DepthEstimator, Outpainter, PointRenderer
+from core.masks import dilate, erode, snap_depth_edges
+from core.types import Frame, ProgressEvent, SceneResult
 from pipeline.config import GrowConfig
 from pipeline.fusion import lift_pixels, new_point_mask
-from pipeline.masks import dilate, erode, snap_depth_edges
-from pipeline.types import Frame, ProgressEvent, SceneResult
 
 ProgressCallback = Callable[[ProgressEvent], None]
 STAGES = ("depth", "render", "outpaint", "complete", "snap", "fuse")

@@ -18,12 +18,13 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from core.cameras import Camera, make_cameras
+from core.files import atomic_write
+from core.images import fit_size, resize_depth
+from core.types import PointCloud, ProgressEvent, SceneResult
 from pipeline import export
-from pipeline.cameras import Camera, make_cameras
 from pipeline.config import GrowConfig
 from pipeline.grow import ScenePipeline
-from pipeline.images import fit_size, resize_depth
-from pipeline.types import PointCloud, ProgressEvent, SceneResult
 
 FIT_MAX_SIDE = 256  # splats are fitted against views downscaled to this side: CPU fitting time grows with pixels
 MAX_FIT_SPLATS = 300_000  # denser clouds are thinned before fitting (radii grown to keep coverage)
@@ -41,7 +42,7 @@ class JobError(ValueError):
 
 @dataclass
 class JobRequest:
-    """What to generate. ``image`` is already decoded by :func:`pipeline.images.load_image`."""
+    """What to generate. ``image`` is already decoded by :func:`core.images.load_image`."""
 
     image: Tensor  # [H, W, 3] float in [0, 1]
     prompt: str = ""
@@ -50,7 +51,7 @@ class JobRequest:
     seed: int = 0
     size: tuple[int, int] | None = (512, 384)  # (width, height); None keeps the photo's size
     hfov_deg: float | None = None
-    depth: object | None = None  # pipeline.images.DepthFile for view 0, or None
+    depth: object | None = None  # core.images.DepthFile for view 0, or None
     splat_iters: int = 300  # 0 = export the initialised splats without fitting
     video: bool = True
     steps: int | None = None  # diffusion steps (generative outpainters)
@@ -159,7 +160,7 @@ def run_job(
     try:
         files, splats, timings = _encode(result, request, report, cancel)
         for name, data in files.items():
-            export.atomic_write(staging / name, data)
+            atomic_write(staging / name, data)
         video = None
         if request.video and splats is not None:
             start = time.perf_counter()

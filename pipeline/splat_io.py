@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline.export import atomic_write
+from core.files import atomic_write
 from pipeline.splats import Splats
 
 ORIENTATION_COMMENT = "WorldStitch: OpenCV axes, +x right, +y down, +z forward; up is -y"

@@ -26,9 +26,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from pipeline.cameras import Camera
-from pipeline.components import Cancelled, RenderResult
-from pipeline.types import Frame, PointCloud
+from core.cameras import Camera
+from core.components import Cancelled, RenderResult
+from core.types import Frame, PointCloud
 from renderers.gaussians import SH_C0, GaussianRender, RasterCache, RasterSettings, get_gaussian_rasterizer
 
 INIT_OPACITY = 0.9
@@ -135,7 +135,7 @@ def init_from_cloud(cloud: PointCloud, config: SplatInitConfig = SplatInitConfig
     """Splats that look like the point cloud: one isotropic, nearly opaque Gaussian per point.
 
     Example:
-        >>> from pipeline.types import PointCloud
+        >>> from core.types import PointCloud
         >>> ids = torch.zeros(5, dtype=torch.long)
         >>> cloud = PointCloud(torch.rand(5, 3), torch.rand(5, 3), torch.full((5,), 0.01), ids)
         >>> init_from_cloud(cloud).scales.shape
@@ -496,7 +496,7 @@ def fit_splats(
 
     Raises:
         ValueError: on empty inputs or mismatched frame shapes.
-        pipeline.components.Cancelled: when ``cancel`` is set (checked every step).
+        core.components.Cancelled: when ``cancel`` is set (checked every step).
     """
     # 1. Check inputs, build targets.
     if not frames:
@@ -639,7 +639,7 @@ def _crop_to_mask(target: _Target) -> _Target:
 def _support_target(
     frame: Frame, render_fn: SupportRenderer, config: SplatConfig, generator: torch.Generator
 ) -> _Target:
-    from pipeline.cameras import rigid_inverse  # noqa: PLC0415
+    from core.cameras import rigid_inverse  # noqa: PLC0415
 
     jitter = (torch.rand(5, generator=generator, dtype=torch.float64) * 2 - 1).tolist()
     yaw, pitch = (math.radians(config.support_jitter_deg * j) for j in jitter[:2])

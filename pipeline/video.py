@@ -8,8 +8,6 @@ written to a temp name in the same directory and renamed into place (atomic).
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -18,8 +16,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from pipeline.cameras import Camera, rigid_inverse
-from pipeline.components import Cancelled
+from core.cameras import Camera, rigid_inverse
+from core.components import Cancelled
+from core.files import atomic_path
+from core.images import to_uint8
 from pipeline.splats import Splats
 from renderers.gaussians import RasterSettings
 
@@ -125,7 +125,7 @@ def render_frames(
             rgb = splats.render(camera, rasterizer, settings, bg).rgb
             if not bool(torch.isfinite(rgb).all()):
                 raise ValueError(f"video frame {i} has non-finite pixels")
-            image = (rgb.clamp(0, 1) * 255 + 0.5).to(torch.uint8).cpu().numpy()
+            image = to_uint8(rgb)
             frames.append(image[: image.shape[0] // 2 * 2, : image.shape[1] // 2 * 2])
             if progress is not None:
                 progress(i + 1, len(cameras))
@@ -141,12 +141,9 @@ def write_mp4(path: str | Path, frames: list[np.ndarray], fps: int = DEFAULT_FPS
     if not 1 <= fps <= 120:
         raise ValueError(f"fps must be in 1..120, got {fps}")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".mp4", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=".mp4") as temp:
         writer = imageio.get_writer(
-            tmp,
+            temp,
             format="FFMPEG",
             mode="I",
             fps=fps,
@@ -162,10 +159,6 @@ def write_mp4(path: str | Path, frames: list[np.ndarray], fps: int = DEFAULT_FPS
                 writer.append_data(frame)
         finally:
             writer.close()
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 

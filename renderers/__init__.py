@@ -8,7 +8,7 @@ Example:
 
 from __future__ import annotations
 
-from pipeline.components import PointRenderer
+from core.components import PointRenderer
 from renderers.points import PointRenderConfig, TorchPointRenderer
 
 POINT_RENDERERS = ("torch", "pytorch3d")

@@ -10,7 +10,7 @@ Backends (chosen by :func:`get_gaussian_rasterizer`):
 * :func:`rasterize_reference`: a slow, dense, obviously-correct evaluator (every pixel × every Gaussian),
   for tests only.
 
-Conventions are the project's (see :mod:`pipeline.cameras`): OpenCV axes, ``world_to_cam`` 4×4, ``K`` in pixels,
+Conventions are the project's (see :mod:`core.cameras`): OpenCV axes, ``world_to_cam`` 4×4, ``K`` in pixels,
 pixel centres at +0.5, z-depth. The image model is gsplat's "classic" one, so both backends agree:
 
 * 2D covariance = J W Σ Wᵀ Jᵀ + ``eps2d``·I (a low-pass filter of ``eps2d`` px², gsplat's default 0.3);
@@ -29,7 +29,7 @@ from typing import Literal, Protocol
 import torch
 from torch import Tensor
 
-from pipeline.cameras import Camera
+from core.cameras import Camera
 
 # --- the image model (gsplat "classic" rasterisation) ------------------------------------------------------------
 ALPHA_MAX = 0.99

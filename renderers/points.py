@@ -7,7 +7,7 @@ Small holes inside covered areas (pinholes between stretched points) and pixels 
 such gaps ("see-through") are then filled from the surrounding foreground and reported as known, so that the
 outpainter is only asked for genuinely unseen regions.
 
-Conventions are the ones in :mod:`pipeline.cameras`: OpenCV axes, ``world_to_cam`` 4x4, ``K`` in pixels, pixel
+Conventions are the ones in :mod:`core.cameras`: OpenCV axes, ``world_to_cam`` 4x4, ``K`` in pixels, pixel
 centres at +0.5, z-depth with 0 = unknown. Device and dtype follow the inputs.
 """
 
@@ -18,9 +18,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from pipeline.cameras import Camera
-from pipeline.components import RenderResult
-from pipeline.geometry import project
+from core.cameras import Camera
+from core.components import RenderResult
+from core.geometry import project
 
 # The z-buffer packs (quantised squared pixel distance, point index) into one int64 key so that a single
 # ``scatter_reduce(amin)`` returns the winning point's index. The index takes the low 32 bits ...
@@ -113,7 +113,7 @@ def check_render_inputs(
     if n > INDEX_MASK:
         raise ValueError(f"at most {INDEX_MASK} points can be rendered at once, got {n}")
     if not isinstance(camera, Camera):
-        raise ValueError(f"camera must be a pipeline.cameras.Camera, got {type(camera).__name__}")
+        raise ValueError(f"camera must be a core.cameras.Camera, got {type(camera).__name__}")
     if tuple(camera.K.shape) != (3, 3) or tuple(camera.world_to_cam.shape) != (4, 4):
         raise ValueError(
             f"camera.K must be [3, 3] and camera.world_to_cam [4, 4], got {tuple(camera.K.shape)} and "
@@ -339,11 +339,11 @@ def empty_render(camera: Camera, points: Tensor, colors: Tensor) -> RenderResult
 
 
 class TorchPointRenderer:
-    """Z-buffer point splatting in plain torch; implements :class:`pipeline.components.PointRenderer`.
+    """Z-buffer point splatting in plain torch; implements :class:`core.components.PointRenderer`.
 
     Example:
-        >>> from pipeline.cameras import make_cameras
-        >>> from pipeline.geometry import unproject
+        >>> from core.cameras import make_cameras
+        >>> from core.geometry import unproject
         >>> camera = make_cameras("single", 32, 32)[0]
         >>> points = unproject(torch.full((32, 32), 2.0), camera.K, camera.cam_to_world).reshape(-1, 3)
         >>> result = TorchPointRenderer().render(points, torch.rand(points.shape[0], 3), camera)

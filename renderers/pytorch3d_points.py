@@ -12,9 +12,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from pipeline.cameras import Camera
-from pipeline.components import RenderResult
-from pipeline.geometry import project
+from core.cameras import Camera
+from core.components import RenderResult
+from core.geometry import project
 from renderers.points import PointRenderConfig, check_render_inputs, empty_render, fill_pinholes, footprint_px
 
 # PyTorch3D's NDC spans [-1, 1] across the shorter image side, so one pixel is 2 / min(H, W) NDC units.
@@ -22,7 +22,7 @@ NDC_SPAN = 2.0
 
 
 class PyTorch3DPointRenderer:
-    """:class:`pipeline.components.PointRenderer` backed by ``pytorch3d.renderer.PointsRasterizer``.
+    """:class:`core.components.PointRenderer` backed by ``pytorch3d.renderer.PointsRasterizer``.
 
     Args:
         config: footprint, near plane and pinhole-filling settings shared with the torch renderer.

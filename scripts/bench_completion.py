@@ -17,8 +17,8 @@ pixels of all pairs.
 Methods (rows):
 
 * ``raw estimate``        — the depth estimator's output as is (metric estimators only);
-* ``global scale/shift``  — ``pipeline.depth_align.fit_scale_shift`` on the known pixels;
-* ``aligned + harmonic``  — ``pipeline.depth_align.align_depth`` (scale/shift + harmonic log residual);
+* ``global scale/shift``  — ``models.depth_align.fit_scale_shift`` on the known pixels;
+* ``aligned + harmonic``  — ``models.depth_align.align_depth`` (scale/shift + harmonic log residual);
 * ``learned completer``   — a 5-channel ZoeDepth (``--completer DIR|invisible-stitch.pt``); without one, a tiny
   RANDOM model is used only to exercise the code path (its numbers mean nothing and are labelled so).
 
@@ -29,7 +29,7 @@ transformers depth model.
 
 Data:
 
-* synthetic worlds (``pipeline.synthetic``: room, street, landscape), pairs (view 0 → each other view of the
+* synthetic worlds (``evaluation.worlds``: room, street, landscape), pairs (view 0 → each other view of the
   ``stage`` path);
 * ``--scannet DIR`` — ScanNet scenes as Invisible Stitch's ``benchmark/scannet_eval.py`` reads them:
   ``DIR/<scene>/color/<i>.jpg``, ``depth/<i>.png`` (uint16 millimetres), ``pose/<i>.txt`` (4×4 camera-to-world,
@@ -55,7 +55,6 @@ from __future__ import annotations
 import argparse
 import csv
 import re
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -67,12 +66,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from core.cameras import Camera, make_cameras
+from core.components import DepthEstimate
+from core.geometry import project, unproject
 
-from pipeline.cameras import Camera, make_cameras  # noqa: E402
-from pipeline.components import DepthEstimate  # noqa: E402
-from pipeline.geometry import project, unproject  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 KNOWN_ERODE_PX = 2
 """The known region is eroded as in the grow loop (GrowConfig.known_erode_px): its border pixels blend surfaces."""
@@ -139,7 +137,7 @@ def _resize(rgb: Tensor, depth: Tensor, camera: Camera, width: int, height: int)
 
 
 def synthetic_pairs(worlds: list[str], width: int, height: int) -> Iterator[ViewPair]:
-    from pipeline.synthetic import make_world
+    from evaluation.worlds import make_world
 
     for name in worlds:
         world = make_world(name)
@@ -317,7 +315,7 @@ def make_completer(reference: str | None):
 
 def known_from(pair: ViewPair, renderer) -> tuple[Tensor, Tensor, Tensor]:
     """A's true depth rendered into B: (known depth [H, W], given mask [H, W], seen-from-A mask [H, W])."""
-    from pipeline.masks import erode
+    from core.masks import erode
 
     valid = pair.depth_a > 0
     points = unproject(pair.depth_a, pair.camera_a.K, pair.camera_a.cam_to_world)[valid]  # [N, 3]
@@ -360,8 +358,8 @@ def score(tally: Tally, pred: Tensor, truth: Tensor, ext: Tensor, seam: Tensor) 
 
 
 def run(pairs: Iterator[ViewPair], estimate_fn, completer, max_pairs: int | None = None) -> tuple[dict, int]:
-    from pipeline.depth_align import align_depth, apply_scale_shift, fit_scale_shift
-    from pipeline.masks import dilate
+    from core.masks import dilate
+    from models.depth_align import align_depth, apply_scale_shift, fit_scale_shift
     from renderers import get_point_renderer
 
     renderer = get_point_renderer("torch")

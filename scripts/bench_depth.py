@@ -12,20 +12,15 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 from torch import Tensor
 
-if __package__ in (None, ""):  # run as a script: make the repository importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from pipeline.components import DepthEstimate  # noqa: E402
-from pipeline.depth_align import align_depth  # noqa: E402
-from pipeline.masks import snap_depth_edges  # noqa: E402
+from core.components import DepthEstimate
+from core.masks import snap_depth_edges
+from models.depth_align import align_depth
 
 UNKNOWN_FRACTION = 0.4
 """Share of the view the completer fills: a 25° yaw step with a 53° field of view reveals about 40 %."""

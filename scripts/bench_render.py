@@ -19,20 +19,15 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import torch
 from torch import Tensor
 
-if __package__ in (None, ""):  # run as a script: make the repository importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from pipeline.cameras import Camera, make_cameras  # noqa: E402
-from pipeline.components import PointRenderer  # noqa: E402
-from pipeline.geometry import transform_points  # noqa: E402
-from renderers import get_point_renderer  # noqa: E402
+from core.cameras import Camera, make_cameras
+from core.components import PointRenderer
+from core.geometry import transform_points
+from renderers import get_point_renderer
 
 # Room walls in view 0's frame (OpenCV: x right, y down, z forward), in metres.
 BACK_WALL_Z = 5.0

@@ -17,17 +17,13 @@ import resource
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
-if __package__ in (None, ""):  # run as a script: make the repository importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from pipeline.cameras import Camera, make_cameras  # noqa: E402
-from pipeline.geometry import project, ray_directions  # noqa: E402
-from pipeline.splats import SplatConfig, fit_splats  # noqa: E402
-from pipeline.types import Frame, PointCloud  # noqa: E402
+from core.cameras import Camera, make_cameras
+from core.geometry import project, ray_directions
+from core.types import Frame, PointCloud
+from pipeline.splats import SplatConfig, fit_splats
 
 ROOM_HALF_EXTENT = (3.0, 1.5, 4.0)
 """Half sizes (x, y, z) of the box room around the first camera, in metres."""

@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 STAGE_ORDER = ("depth", "render", "outpaint", "complete", "snap", "fuse", "splats", "export", "video")
 
@@ -27,9 +26,9 @@ def run_one(mode: str, size: str, splat_iters: int, example: str, out: Path, vid
     """Runs one job in this process and returns its figures (called in a child process)."""
     import torch
 
+    from core.cameras import make_cameras
+    from core.images import load_image
     from models.registry import build_components
-    from pipeline.cameras import make_cameras
-    from pipeline.images import load_image
     from pipeline.job import JobRequest, run_job
 
     torch.set_num_threads(2)

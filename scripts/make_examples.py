@@ -1,4 +1,4 @@
-"""Render the example inputs in ``examples/`` from the procedural worlds of :mod:`pipeline.synthetic`.
+"""Render the example inputs in ``examples/`` from the procedural worlds of :mod:`evaluation.worlds`.
 
 Each world is rendered from view 0 (the camera at the origin looking along +z, focal length = image width) and
 written as::
@@ -19,21 +19,18 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-# Run as a file (python scripts/make_examples.py): make the repository root importable.
-REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
+from core.cameras import Camera, make_cameras
+from core.files import atomic_write
+from core.images import to_uint8
+from evaluation.worlds import WORLD_NAMES, make_world
 
-from pipeline.cameras import Camera, make_cameras  # noqa: E402
-from pipeline.synthetic import WORLD_NAMES, make_world  # noqa: E402
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 DEFAULT_WIDTH, DEFAULT_HEIGHT = 512, 384  # 4:3, sides multiples of 8, small enough to keep the repo light
 SUPERSAMPLE = 3  # 3 x 3 colour rays per pixel: edges anti-aliased like a photo's; depth stays pixel-centre truth
@@ -52,7 +49,7 @@ def example_arrays(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Render one world's example: (rgb uint8 [H, W, 3], depth uint16 [H, W] in millimetres)."""
     rgb, depth = make_world(name).render(example_camera(height, width), supersample=supersample)
-    rgb8 = np.round(rgb.clamp(0, 1).numpy() * 255.0).astype(np.uint8)
+    rgb8 = to_uint8(rgb)
     millimetres = np.round(depth.double().numpy() * DEPTH_UNITS_PER_METRE)
     if millimetres.min() < 1 or millimetres.max() > DEPTH_MAX_STORED:
         raise ValueError(
@@ -81,19 +78,6 @@ def camera_json(name: str, camera: Camera) -> str:
     return json.dumps(description, indent=2) + "\n"
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write through a temporary file in the same folder so a crash never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def write_example(name: str, out_dir: Path, height: int = DEFAULT_HEIGHT, width: int = DEFAULT_WIDTH) -> list[Path]:
     """Render and write one example folder; returns the files written."""
     folder = out_dir / name
@@ -105,7 +89,7 @@ def write_example(name: str, out_dir: Path, height: int = DEFAULT_HEIGHT, width:
         folder / "camera.json": camera_json(name, example_camera(height, width)).encode(),
     }
     for path, data in files.items():
-        _write_atomic(path, data)
+        atomic_write(path, data)
     return list(files)
 
 

@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from pipeline.components import Cancelled
+from core.components import Cancelled
+from core.types import ProgressEvent
 from pipeline.job import JobError, JobOutputs
-from pipeline.types import ProgressEvent
 
 SPLAT_FIELDS = (
     "x", "y", "z", "f_dc_0", "f_dc_1", "f_dc_2", "opacity", "scale_0", "scale_1", "scale_2",

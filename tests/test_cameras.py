@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from pipeline.cameras import (
+from core.cameras import (
     intrinsics,
     load_path_json,
     look_at,
@@ -16,7 +16,7 @@ from pipeline.cameras import (
     ring_yaws,
     rotation_yaw_pitch,
 )
-from pipeline.geometry import project, unproject
+from core.geometry import project, unproject
 
 
 def forward_of(camera) -> torch.Tensor:

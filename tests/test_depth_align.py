@@ -1,13 +1,14 @@
-"""Training-free depth completion (pipeline/depth_align.py)."""
+"""Training-free depth completion (models/depth_align.py)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from pipeline.cameras import Camera, intrinsics
-from pipeline.components import DepthCompleter, DepthEstimate
-from pipeline.depth_align import (
+from core.cameras import Camera, intrinsics
+from core.components import DepthCompleter, DepthEstimate
+from core.masks import dilate
+from models.depth_align import (
     AlignedCompleter,
     ScaleShift,
     align_depth,
@@ -15,7 +16,6 @@ from pipeline.depth_align import (
     fit_scale_shift,
     harmonic_fill,
 )
-from pipeline.masks import dilate
 
 HEIGHT, WIDTH = 96, 128  # not square, so a swapped axis shows
 SEAM_BAND_PX = 8

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pipeline.cameras import Camera, intrinsics, look_at
+from core.cameras import Camera, intrinsics, look_at
 from renderers.gaussians import (
     RasterSettings,
     TorchGaussianRasterizer,

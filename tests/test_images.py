@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image, ImageOps
 
-from pipeline.images import (
+from core.images import (
     DEFAULT_MIN_SIDE,
     MAX_DEPTH_M,
     SIZE_MULTIPLE,

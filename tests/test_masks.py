@@ -1,4 +1,4 @@
-"""Mask morphology and depth-edge snapping (pipeline/masks.py)."""
+"""Mask morphology and depth-edge snapping (core/masks.py)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pipeline import masks
-from pipeline.masks import SnapResult, dilate, erode, snap_depth_edges
+from core import masks
+from core.masks import SnapResult, dilate, erode, snap_depth_edges
 
 
 def _random_mask(height: int, width: int, density: float, seed: int) -> torch.Tensor:  # [H, W] bool

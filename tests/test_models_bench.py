@@ -14,7 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
-from pipeline.cameras import intrinsics, make_cameras, pose, rotation_yaw_pitch
+from core.cameras import intrinsics, make_cameras, pose, rotation_yaw_pitch
 from tests.netguard import no_network  # noqa: F401  (fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -113,12 +113,12 @@ def test_metrics_on_a_plane_with_exact_answers(bench):
     height, width = 48, 64
     K = intrinsics(height, width)
     cam_a = make_cameras("single", height, width)[0]
-    from pipeline.cameras import Camera
+    from core.cameras import Camera
 
     cam_b = Camera(K, pose(rotation_yaw_pitch(15.0, 0.0)).float(), height, width)
     depth = torch.full((height, width), 4.0)
     # a fronto-parallel wall seen from A; B is rotated, so its true depth of the wall is 4 / cos(angle)
-    from pipeline.geometry import ray_directions, transform_points
+    from core.geometry import ray_directions, transform_points
 
     rays = ray_directions(height, width, K.double())  # B-frame rays, z = 1
     world_rays = transform_points(torch.linalg.inv(cam_b.world_to_cam.double()), rays) - cam_b.center.double()

@@ -12,6 +12,7 @@ import re
 import pytest
 import torch
 
+from core.cameras import make_cameras
 from models.completion import CompletionOptions
 from models.invisible_stitch import (
     convert_invisible_stitch_state_dict,
@@ -19,7 +20,6 @@ from models.invisible_stitch import (
     unwrap_checkpoint,
 )
 from models.tiny import _tiny_zoedepth_config, build_tiny_zoedepth
-from pipeline.cameras import make_cameras
 from tests.netguard import no_network  # noqa: F401  (fixture)
 
 B = "core.core.pretrained.model.blocks"

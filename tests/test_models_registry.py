@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from core.cameras import make_cameras
 from models.completion import LearnedCompleter
 from models.depth import METRIC_DEPTH_MODELS, TransformersDepthEstimator
 from models.diffusion import DEFAULT_OUTPAINTER, DiffusionOptions, DiffusionOutpainter
 from models.hub import ModelUnavailableError, resolve_model
 from models.registry import Components, ModelOptions, build_components, missing_generative_weights
-from pipeline.cameras import make_cameras
 from tests.netguard import no_network, tiny_models  # noqa: F401  (fixtures)
 
 TINY = ModelOptions(diffusion=DiffusionOptions(steps=2))
@@ -32,8 +32,8 @@ def _fake_cache(home: Path, repo_id: str, source: Path) -> Path:
 
 
 def test_offline_profile(no_network):
+    from models.depth_align import AlignedCompleter
     from models.offline import GeometricPriorDepth, PatchMatchOutpainter
-    from pipeline.depth_align import AlignedCompleter
 
     components = build_components("offline")
     assert isinstance(components, Components) and components.profile == "offline"

@@ -9,11 +9,11 @@ import threading
 import pytest
 import torch
 
+from core.cameras import make_cameras
+from core.components import Cancelled, DepthCompleter, DepthEstimator, Outpainter
 from models.completion import CompletionOptions, LearnedCompleter, load_completer
 from models.depth import DepthOptions, depth_kind, load_depth_estimator
 from models.diffusion import DiffusionOptions, DiffusionOutpainter, feather_weights, load_outpainter
-from pipeline.cameras import make_cameras
-from pipeline.components import Cancelled, DepthCompleter, DepthEstimator, Outpainter
 from tests.netguard import no_network, tiny_models  # noqa: F401  (fixtures)
 
 SIZE = 64

@@ -8,10 +8,10 @@ import threading
 import pytest
 import torch
 
+from core.cameras import Camera, intrinsics, pose, rotation_yaw_pitch
+from core.components import Cancelled, DepthEstimate, DepthEstimator, Outpainter
+from core.images import DepthFile
 from models.offline import FileDepth, GeometricPriorDepth, PatchMatchOutpainter
-from pipeline.cameras import Camera, intrinsics, pose, rotation_yaw_pitch
-from pipeline.components import Cancelled, DepthEstimate, DepthEstimator, Outpainter
-from pipeline.images import DepthFile
 
 HEIGHT, WIDTH = 96, 128
 STRIPE = 8

@@ -11,13 +11,13 @@ import math
 import pytest
 import torch
 
-from pipeline.cameras import Camera, make_cameras, pose, rotation_yaw_pitch
-from pipeline.components import DepthEstimate
+from core.cameras import Camera, make_cameras, pose, rotation_yaw_pitch
+from core.components import DepthEstimate
+from core.masks import dilate
+from evaluation.worlds import make_world
+from models.depth_align import AlignedCompleter
 from pipeline.config import GrowConfig
-from pipeline.depth_align import AlignedCompleter
 from pipeline.grow import ScenePipeline
-from pipeline.masks import dilate
-from pipeline.synthetic import make_world
 from renderers import get_point_renderer
 
 HEIGHT, WIDTH = 96, 128

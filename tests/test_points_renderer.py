@@ -11,9 +11,9 @@ import pytest
 import torch
 from torch import Tensor
 
-from pipeline.cameras import Camera, make_cameras
-from pipeline.components import PointRenderer
-from pipeline.geometry import project, ray_directions, unproject
+from core.cameras import Camera, make_cameras
+from core.components import PointRenderer
+from core.geometry import project, ray_directions, unproject
 from renderers import POINT_RENDERERS, get_point_renderer
 from renderers.points import DEPTH_WEIGHT_EPS_PX2, PointRenderConfig, TorchPointRenderer
 

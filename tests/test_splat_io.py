@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.cameras import Camera, intrinsics, pose, rotation_yaw_pitch
+from core.cameras import Camera, intrinsics, pose, rotation_yaw_pitch
 from pipeline.splat_io import (
     BASE_FIELDS,
     MAX_HEADER_BYTES,

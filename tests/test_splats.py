@@ -7,8 +7,9 @@ import threading
 import pytest
 import torch
 
-from pipeline.cameras import Camera, intrinsics, pose, rotation_yaw_pitch
-from pipeline.components import Cancelled, RenderResult
+from core.cameras import Camera, intrinsics, pose, rotation_yaw_pitch
+from core.components import Cancelled, RenderResult
+from core.types import PointCloud
 from pipeline.splats import (
     SPLAT_PRESETS,
     LearningRates,
@@ -25,7 +26,6 @@ from pipeline.splats import (
     masked_psnr,
     splat_preset,
 )
-from pipeline.types import PointCloud
 from renderers.gaussians import GaussianRender
 from scripts.bench_splats import render_room, synthetic_room
 

@@ -11,9 +11,9 @@ import pytest
 import torch
 from PIL import Image
 
-from pipeline.cameras import Camera, make_cameras, pose, rotation_yaw_pitch
-from pipeline.geometry import ray_directions, unproject
-from pipeline.synthetic import (
+from core.cameras import Camera, make_cameras, pose, rotation_yaw_pitch
+from core.geometry import ray_directions, unproject
+from evaluation.worlds import (
     WORLD_NAMES,
     Box,
     HillCap,

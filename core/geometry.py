@@ -1,6 +1,6 @@
 """Functional geometry core: pure tensor functions, no state.
 
-Conventions are the ones in :mod:`pipeline.cameras`: OpenCV axes, pixel centres at +0.5, z-depth, 0 = unknown.
+Conventions are the ones in :mod:`core.cameras`: OpenCV axes, pixel centres at +0.5, z-depth, 0 = unknown.
 Device and dtype follow the inputs.
 """
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from pipeline.cameras import Camera
+from core.cameras import Camera
 
 
 @dataclass

@@ -24,9 +24,9 @@ import scipy.sparse.linalg as sparse_linalg
 import torch
 from torch import Tensor
 
-from pipeline.cameras import Camera
-from pipeline.components import DepthEstimate, DepthEstimator
-from pipeline.masks import dilate
+from core.cameras import Camera
+from core.components import DepthEstimate, DepthEstimator
+from core.masks import dilate
 
 FitSpace = Literal["depth", "inverse"]
 
@@ -462,7 +462,7 @@ def align_depth(
 
 
 class AlignedCompleter:
-    """A :class:`~pipeline.components.DepthCompleter` from any depth estimator: estimate, then :func:`align_depth`.
+    """A :class:`~core.components.DepthCompleter` from any depth estimator: estimate, then :func:`align_depth`.
 
     Args:
         estimator: gives a depth estimate of the (outpainted) view; its kind selects the alignment space.

@@ -12,7 +12,7 @@ from typing import Literal, Protocol, runtime_checkable
 
 from torch import Tensor
 
-from pipeline.cameras import Camera
+from core.cameras import Camera
 
 DepthKind = Literal["metric", "relative_inverse", "relative"]
 

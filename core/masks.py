@@ -1,6 +1,6 @@
 """Mask morphology and depth-edge ("noodle") snapping.
 
-Conventions are the project's (see :mod:`pipeline.cameras`): masks are bool ``[H, W]`` with True = the thing
+Conventions are the project's (see :mod:`core.cameras`): masks are bool ``[H, W]`` with True = the thing
 named, depth is z-depth ``[H, W]`` in scene units with 0 = unknown. Everything here is vectorised torch (a fixed,
 small number of shifted whole-image operations, no loops over pixels); device and dtype follow the inputs.
 

@@ -10,12 +10,12 @@ The three built-in worlds (:func:`make_world`: ``room``, ``street``, ``landscape
 camera inside them hits something (walls, ground, a sky box), so every view, straight up and down included, has
 depth everywhere.
 
-Conventions are the project's (see :mod:`pipeline.cameras`): OpenCV axes with world up = -y (the floor of the room
+Conventions are the project's (see :mod:`core.cameras`): OpenCV axes with world up = -y (the floor of the room
 is at y = +1.5 below the camera at the origin), pixel centres at +0.5, z-depth. Shading is Lambertian with a fixed
 light, so a surface point has the same colour in every view, as the scene loop assumes.
 
 Example:
-    >>> from pipeline.cameras import make_cameras
+    >>> from core.cameras import make_cameras
     >>> world = make_world("room")
     >>> rgb, depth = world.render(make_cameras("single", 24, 32)[0])
     >>> tuple(rgb.shape), bool((depth > 0).all())
@@ -32,8 +32,8 @@ from typing import NamedTuple, Protocol
 import torch
 from torch import Tensor
 
-from pipeline.cameras import Camera
-from pipeline.geometry import pixel_centers
+from core.cameras import Camera
+from core.geometry import pixel_centers
 
 # Ray casting runs in float64 whatever the camera's dtype: depth is ground truth, so rounding must stay far below
 # any tolerance a test uses (float32 would give ~1e-6 relative; float64 gives ~1e-15).
@@ -507,7 +507,7 @@ class SyntheticWorld:
             camera: any camera; its device is used, computation is float64 (:data:`CAST_DTYPE`).
             supersample: colour is the mean of ``supersample x supersample`` rays per pixel (anti-aliased, like a
                 photo); depth is always the exact z-depth through the pixel centre, matching
-                :func:`pipeline.geometry.unproject`. 1 = colour at the pixel centre too.
+                :func:`core.geometry.unproject`. 1 = colour at the pixel centre too.
 
         Returns:
             ``(rgb [H, W, 3] float32 in [0, 1], depth [H, W] float32 z-depth)``; 0 in both where nothing is hit.

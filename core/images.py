@@ -26,9 +26,7 @@ from __future__ import annotations
 
 import io
 import math
-import os
 import struct
-import tempfile
 import zipfile
 import zlib
 from dataclasses import dataclass, field
@@ -39,6 +37,8 @@ import torch
 import torch.nn.functional as F
 from PIL import ExifTags, Image
 from torch import Tensor
+
+from core.files import atomic_write
 
 # --- limits -------------------------------------------------------------------------------------------------------
 
@@ -517,17 +517,7 @@ def encode_png(image: Tensor | np.ndarray) -> bytes:  # [H, W, 3] or [H, W] floa
 def save_png(path: str | Path, image: Tensor | np.ndarray) -> Path:  # [H, W, 3] or [H, W] float in [0, 1]
     """Write a float image as an 8-bit PNG atomically (a temporary file in the same folder, then renamed), so a
     crash never leaves a partial file behind. Returns the path written."""
-    path = Path(path)
-    data = encode_png(image)
-    descriptor, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(data)
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, encode_png(image))
 
 
 # --- depth files --------------------------------------------------------------------------------------------------
