@@ -107,30 +107,35 @@ def _frame_from_forward(forward: Tensor, yaw_rad: float) -> Tensor:  # [3] -> [3
     return torch.stack([right, down / down.norm(), forward], dim=1)
 
 
-def pose(rotation_c2w: Tensor, position: Tensor | None = None) -> Tensor:  # [3, 3], [3] -> [4, 4] world_to_cam
-    c2w = torch.eye(4, dtype=rotation_c2w.dtype)
-    c2w[:3, :3] = rotation_c2w
+def pose(
+    rotation_c2w: Tensor, position: Tensor | None = None, dtype: torch.dtype = torch.float32
+) -> Tensor:  # [3, 3], [3] -> [4, 4] world_to_cam
+    """world_to_cam of a camera with the given camera-to-world rotation and centre (computed in float64, returned
+    in ``dtype``: float32 like every :class:`Camera`)."""
+    c2w = torch.eye(4, dtype=torch.float64)
+    c2w[:3, :3] = rotation_c2w.double()
     if position is not None:
-        c2w[:3, 3] = position.to(rotation_c2w.dtype)
-    return rigid_inverse(c2w)
+        c2w[:3, 3] = position.double()
+    return rigid_inverse(c2w).to(dtype)
 
 
-def look_at(eye: Tensor, target: Tensor) -> Tensor:  # [3], [3] -> [4, 4] world_to_cam
+def look_at(eye: Tensor, target: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:  # [3], [3] -> [4, 4]
     """world_to_cam of a camera at ``eye`` looking at ``target`` with world up = -y."""
     eye, target = eye.double(), target.double()
     forward = (target - eye) / (target - eye).norm()
     yaw = math.atan2(float(forward[0]), float(forward[2]))
-    return pose(_frame_from_forward(forward, yaw), eye)
+    return pose(_frame_from_forward(forward, yaw), eye, dtype)
 
 
 @dataclass(frozen=True)
 class View:
-    """One camera on a path, described the way people think about it."""
+    """One camera on a path, described the way people think about it, or by an explicit ``world_to_cam``."""
 
-    yaw_deg: float
+    yaw_deg: float = 0.0
     pitch_deg: float = 0.0
     position: tuple[float, float, float] = (0.0, 0.0, 0.0)
     hfov_deg: float | None = None  # None: the path's default FoV
+    world_to_cam: Tensor | None = None  # [4, 4] float64; when given, yaw/pitch/position are not used
 
 
 def ring_yaws() -> list[float]:
@@ -184,7 +189,7 @@ def sphere_views(hfov_deg: float | None, aspect: float = 0.75) -> list[View]:
     return views
 
 
-def load_path_json(path: str | Path) -> list[View | Tensor]:
+def load_path_json(path: str | Path) -> list[View]:
     """Read a custom path: ``{"hfov_deg": 60, "views": [{"yaw": 0, "pitch": 0, "position": [x, y, z]}, ...]}``.
 
     A view may instead be ``{"world_to_cam": [[...4x4...]]}``. Raises ValueError naming the bad field.
@@ -198,7 +203,7 @@ def load_path_json(path: str | Path) -> list[View | Tensor]:
     if not isinstance(data, dict) or not isinstance(data.get("views"), list) or not data["views"]:
         raise ValueError(f"path file {path}: field 'views' must be a non-empty list")
     default_fov = _number(data, "hfov_deg", path, None, 10.0, 170.0)
-    views: list[View | Tensor] = []
+    views: list[View] = []
     for i, item in enumerate(data["views"]):
         where = f"views[{i}]"
         if not isinstance(item, dict):
@@ -213,7 +218,8 @@ def load_path_json(path: str | Path) -> list[View | Tensor]:
             R = matrix[:3, :3]
             if not torch.allclose(R @ R.T, torch.eye(3, dtype=R.dtype), atol=1e-4):
                 raise ValueError(f"path file {path}: field '{where}.world_to_cam' rotation is not orthonormal")
-            views.append(matrix)
+            fov = _number(item, "hfov_deg", path, default_fov, 10.0, 170.0, where)
+            views.append(View(hfov_deg=fov, world_to_cam=matrix))
             continue
         yaw = _number(item, "yaw", path, 0.0, -720.0, 720.0, where)
         pitch = _number(item, "pitch", path, 0.0, -90.0, 90.0, where)
@@ -241,17 +247,32 @@ def _number(obj: dict, key: str, path, default, lo: float, hi: float, where: str
     return float(value)
 
 
-def make_cameras(mode: str | Path, height: int, width: int, hfov_deg: float | None = None) -> list[Camera]:
-    """Cameras for a named mode or a path JSON file, all sharing view 0's intrinsics unless a view sets FoV."""
+def make_cameras(mode: str | Path, size: tuple[int, int], hfov_deg: float | None = None) -> list[Camera]:
+    """Cameras for a named mode or a path JSON file.
+
+    Args:
+        mode: ``single``, ``stage``, ``360``, ``sphere`` or a path to a JSON file (see :func:`load_path_json`).
+        size: ``(width, height)`` in pixels, as everywhere else in the project.
+        hfov_deg: horizontal field of view of every view that does not set its own (a path file's ``hfov_deg``
+            wins over it); None = focal equal to the image width (≈ 53.13°).
+
+    Returns:
+        One float32 :class:`Camera` per view, in generation order.
+
+    Example:
+        >>> cameras = make_cameras("stage", (64, 48))
+        >>> len(cameras), cameras[0].width, cameras[0].height
+        (3, 64, 48)
+    """
+    width, height = size
     text = str(mode)
     views = load_path_json(text) if text.endswith(".json") else path_views(text, hfov_deg, height / width)
     cameras = []
     for view in views:
-        if isinstance(view, Tensor):
-            K = intrinsics(height, width, hfov_deg)
-            cameras.append(Camera(K, view.float(), height, width))
-            continue
         K = intrinsics(height, width, view.hfov_deg if view.hfov_deg is not None else hfov_deg)
-        w2c = pose(rotation_yaw_pitch(view.yaw_deg, view.pitch_deg), torch.tensor(view.position, dtype=torch.float64))
+        if view.world_to_cam is not None:
+            w2c = view.world_to_cam
+        else:
+            w2c = pose(rotation_yaw_pitch(view.yaw_deg, view.pitch_deg), torch.tensor(view.position))
         cameras.append(Camera(K, w2c.float(), height, width))
     return cameras

@@ -44,6 +44,12 @@ class RenderResult:
 
 @runtime_checkable
 class Outpainter(Protocol):
+    """Fills the pixels of ``fill_mask`` so they continue ``image``.
+
+    ``camera`` and ``view`` say which view of the path is being filled (view 0 is the photo), for outpainters that
+    condition on the direction (a panorama prior, a per-view prompt); others ignore them.
+    """
+
     def outpaint(
         self,
         image: Tensor,  # [H, W, 3]
@@ -52,6 +58,9 @@ class Outpainter(Protocol):
         negative_prompt: str,
         seed: int,
         cancel: threading.Event | None = None,
+        *,
+        camera: Camera | None = None,
+        view: int | None = None,
     ) -> Tensor:  # [H, W, 3], equal to ``image`` outside ``fill_mask``
         ...
 

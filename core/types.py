@@ -42,7 +42,7 @@ class PointCloud:
 
 @dataclass
 class Frame:
-    """One generated view."""
+    """One generated view: what the loop saw of the existing scene, what it made, and what it added to the cloud."""
 
     index: int
     camera: Camera
@@ -50,6 +50,9 @@ class Frame:
     depth: Tensor  # [H, W] z-depth, > 0 everywhere
     fill_mask: Tensor  # [H, W] bool, True = generated in this view (not seen before)
     points_added: int = 0
+    known_depth: Tensor | None = None  # [H, W] the cloud rendered into this view before it grew, 0 = unknown
+    known_mask: Tensor | None = None  # [H, W] bool, True where the rendered cloud covered the pixel
+    lifted_mask: Tensor | None = None  # [H, W] bool, True = pixels lifted into the cloud as new points
 
 
 @dataclass

@@ -17,7 +17,7 @@ light, so a surface point has the same colour in every view, as the scene loop a
 Example:
     >>> from core.cameras import make_cameras
     >>> world = make_world("room")
-    >>> rgb, depth = world.render(make_cameras("single", 24, 32)[0])
+    >>> rgb, depth = world.render(make_cameras("single", (32, 24))[0])
     >>> tuple(rgb.shape), bool((depth > 0).all())
     ((24, 32, 3), True)
 """

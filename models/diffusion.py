@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from core.cameras import Camera
 from core.components import Cancelled
 from core.images import to_uint8
 from models.hub import ModelSource, default_dtype, load_failed, pick_device, resolve_model
@@ -181,6 +182,9 @@ class DiffusionOutpainter:
         negative_prompt: str,
         seed: int,
         cancel: threading.Event | None = None,
+        *,
+        camera: Camera | None = None,  # which view is being filled: unused (see core.components.Outpainter)
+        view: int | None = None,
     ) -> Tensor:  # [H, W, 3], equal to ``image`` outside ``fill_mask``
         # 1. Check inputs
         if image.ndim != 3 or image.shape[-1] != 3:

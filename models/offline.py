@@ -95,6 +95,9 @@ class PatchMatchOutpainter:
         negative_prompt: str = "",
         seed: int = 0,
         cancel: threading.Event | None = None,
+        *,
+        camera: Camera | None = None,  # which view is being filled: unused (see core.components.Outpainter)
+        view: int | None = None,
     ) -> Tensor:  # [H, W, 3], equal to ``image`` outside ``fill_mask``
         """Fill ``fill_mask`` from the rest of ``image``. ``prompt`` and ``negative_prompt`` are ignored.
 

@@ -112,11 +112,17 @@ class ScenePipeline:
         with clock.stage("depth"):
             depth0 = self._first_depth(image, cameras[0], initial_depth)
         with clock.stage("snap"):
-            depth0 = snap_depth_edges(depth0, self.config.snap_rel_threshold).depth
+            snapped = snap_depth_edges(depth0, self.config.snap_rel_threshold).depth
+            # a depth map the user gave is kept as given where it is valid: only estimated or filled pixels move
+            given = initial_depth.to(depth0) > 0 if initial_depth is not None else None
+            depth0 = snapped if given is None else torch.where(given, depth0, snapped)
         everything = torch.ones(height, width, dtype=torch.bool, device=image.device)
+        nothing = torch.zeros_like(everything)
         with clock.stage("fuse"):
             cloud = lift_pixels(image, depth0, everything, cameras[0], 0, self.config.point_footprint_px)
-        frames = [Frame(0, cameras[0], image, depth0, everything, len(cloud))]
+        frames = [
+            Frame(0, cameras[0], image, depth0, everything, len(cloud), torch.zeros_like(depth0), nothing, everything)
+        ]
 
         # 3. Every further view: render, outpaint, complete, snap, fuse
         for index, camera in enumerate(cameras[1:], start=1):
@@ -150,7 +156,9 @@ class ScenePipeline:
         with clock.stage("outpaint"):
             masked = torch.where(known[..., None], seen.rgb, torch.zeros_like(seen.rgb))
             inpaint_mask = dilate(fill, cfg.outpaint_dilate_px)
-            rgb = self.outpainter.outpaint(masked, inpaint_mask, prompt, negative_prompt, seed + index, cancel)
+            rgb = self.outpainter.outpaint(
+                masked, inpaint_mask, prompt, negative_prompt, seed + index, cancel, camera=camera, view=index
+            )
             # what was known stays exactly what the cloud shows, except the repainted seam band
             rgb = torch.where(inpaint_mask[..., None], rgb, seen.rgb).clamp(0, 1)
 
@@ -170,4 +178,5 @@ class ScenePipeline:
             add = new_point_mask(fill, depth, seen.depth, seen.known_mask, cfg.dedupe_rel_tol)
             added = lift_pixels(rgb, depth, add, camera, index, cfg.point_footprint_px)
             cloud = cloud.cat(added)
-        return Frame(index, camera, rgb, depth, fill, len(added)), cloud
+        frame = Frame(index, camera, rgb, depth, fill, len(added), seen.depth, seen.known_mask, add)
+        return frame, cloud

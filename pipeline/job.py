@@ -124,7 +124,7 @@ def run_job(
     except ValueError as err:  # ImageError: aspect ratio outside the policy
         raise JobError(str(err)) from None
     try:
-        cameras = make_cameras(request.mode, height, width, request.hfov_deg)
+        cameras = make_cameras(request.mode, (width, height), request.hfov_deg)
     except ValueError as err:
         raise JobError(str(err)) from None
     initial_depth = None

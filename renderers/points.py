@@ -344,7 +344,7 @@ class TorchPointRenderer:
     Example:
         >>> from core.cameras import make_cameras
         >>> from core.geometry import unproject
-        >>> camera = make_cameras("single", 32, 32)[0]
+        >>> camera = make_cameras("single", (32, 32))[0]
         >>> points = unproject(torch.full((32, 32), 2.0), camera.K, camera.cam_to_world).reshape(-1, 3)
         >>> result = TorchPointRenderer().render(points, torch.rand(points.shape[0], 3), camera)
         >>> bool(result.known_mask.all()), float(result.depth[5, 7])

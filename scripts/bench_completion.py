@@ -141,7 +141,7 @@ def synthetic_pairs(worlds: list[str], width: int, height: int) -> Iterator[View
 
     for name in worlds:
         world = make_world(name)
-        cameras = make_cameras("stage", height, width)
+        cameras = make_cameras("stage", (width, height))
         rgb_a, depth_a = world.render(cameras[0])
         for index, camera in enumerate(cameras[1:], start=1):
             rgb_b, depth_b = world.render(camera)

@@ -47,7 +47,7 @@ DESIGN_PYTORCH3D_S = 150.0  # DESIGN.md: PyTorch3D CPU at 200k points @ 512² on
 def room_cloud(num_points: int, height: int, width: int, seed: int = 0) -> tuple[Tensor, Tensor, Tensor, Camera]:
     """A room seen from view 0: points [N, 3], colours [N, 3], radii [N] and the turned camera to render into."""
     generator = torch.Generator().manual_seed(seed)
-    view0, turned = make_cameras("stage", height, width)[:2]
+    view0, turned = make_cameras("stage", (width, height))[:2]
     K = view0.K
     uv = torch.rand(num_points, 2, generator=generator) * torch.tensor([float(width), float(height)])
     x = (uv[:, 0] - K[0, 2]) / K[0, 0]  # ray direction with z = 1

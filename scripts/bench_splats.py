@@ -71,7 +71,7 @@ def render_room(camera: Camera) -> tuple[torch.Tensor, torch.Tensor, torch.Tenso
 
 def synthetic_room(mode: str = "stage", height: int = 192, width: int = 256) -> tuple[list[Frame], PointCloud]:
     """Frames along a camera path in the textured room, and the fused cloud the grow loop would build."""
-    cameras = make_cameras(mode, height, width)
+    cameras = make_cameras(mode, (width, height))
     frames: list[Frame] = []
     clouds: list[PointCloud] = []
     for index, camera in enumerate(cameras):

@@ -42,7 +42,7 @@ def run_one(mode: str, size: str, splat_iters: int, example: str, out: Path, vid
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {
         "mode": mode,
-        "views": len(make_cameras(mode, height, width)),
+        "views": len(make_cameras(mode, (width, height))),
         "points": sum(outputs.points_per_view),
         "timings": outputs.timings,
         "total_s": total,

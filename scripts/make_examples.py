@@ -41,7 +41,7 @@ PNG_COMPRESS_LEVEL = 9  # smallest files; zlib at a fixed level is deterministic
 
 def example_camera(height: int = DEFAULT_HEIGHT, width: int = DEFAULT_WIDTH) -> Camera:
     """View 0: at the origin, looking along +z, the project's default intrinsics (focal = width)."""
-    return make_cameras("single", height, width)[0]
+    return make_cameras("single", (width, height))[0]
 
 
 def example_arrays(

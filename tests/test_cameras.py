@@ -24,7 +24,7 @@ def forward_of(camera) -> torch.Tensor:
 
 
 def test_default_fov_is_focal_equals_width():
-    camera = make_cameras("single", 384, 512)[0]
+    camera = make_cameras("single", (512, 384))[0]
     assert float(camera.K[0, 0]) == 512
     assert camera.hfov_deg == pytest.approx(2 * math.degrees(math.atan(0.5)))  # 53.13°
 
@@ -38,7 +38,7 @@ def test_ring_matches_invisible_stitch_count_and_closes_symmetrically():
 
 
 def test_360_order_each_view_neighbours_an_earlier_one():
-    cameras = make_cameras("360", 48, 64)
+    cameras = make_cameras("360", (64, 48))
     for i in range(1, len(cameras)):
         angles = [
             math.degrees(math.acos(float(torch.dot(forward_of(cameras[i]), forward_of(c)).clamp(-1, 1))))
@@ -56,7 +56,7 @@ def test_yaw_turns_right_and_pitch_looks_up():
 
 def test_sphere_sees_floor_and_sky_and_neighbours_overlap_40_percent():
     height, width = 48, 64
-    cameras = make_cameras("sphere", height, width)
+    cameras = make_cameras("sphere", (width, height))
     forwards = torch.stack([forward_of(c) for c in cameras]).double()
     assert forwards[:, 1].max() > 0.99 and forwards[:, 1].min() < -0.99  # straight down and straight up
     hfov = cameras[0].hfov_deg
@@ -72,7 +72,7 @@ def test_sphere_sees_floor_and_sky_and_neighbours_overlap_40_percent():
 
 
 def test_unproject_then_project_roundtrip():
-    camera = make_cameras("stage", 24, 32)[1]
+    camera = make_cameras("stage", (32, 24))[1]
     depth = torch.rand(24, 32) * 4 + 1
     points = unproject(depth, camera.K, camera.cam_to_world).reshape(-1, 3)
     uv, z = project(points, camera.K, camera.world_to_cam)
@@ -87,16 +87,29 @@ def test_look_at_points_the_camera_at_the_target():
 
 
 def test_path_json_views_and_matrices(tmp_path):
-    matrix = torch.eye(4).tolist()
+    """Every camera of a path file follows its fields: yaw/pitch/position views and world_to_cam matrices both take
+    the file's field of view (a matrix view used to get the default 53° instead), a view's own FoV wins."""
+    matrix = torch.eye(4)
+    matrix[:3, 3] = torch.tensor([0.5, 0.0, -2.0])  # camera centre at (-0.5, 0, 2)
     path = tmp_path / "p.json"
-    path.write_text(
-        json.dumps(
-            {"hfov_deg": 70, "views": [{"yaw": 10, "pitch": 5, "position": [0, 0, 1]}, {"world_to_cam": matrix}]}
-        )
-    )
-    cameras = make_cameras(str(path), 48, 64)
-    assert len(cameras) == 2 and cameras[0].hfov_deg == pytest.approx(70)
+    views = [
+        {"yaw": 10, "pitch": 5, "position": [0, 0, 1]},
+        {"world_to_cam": matrix.tolist()},
+        {"yaw": -30, "hfov_deg": 40},
+    ]
+    path.write_text(json.dumps({"hfov_deg": 70, "views": views}))
+    cameras = make_cameras(str(path), (64, 48))
+    assert len(cameras) == 3
+    assert [c.hfov_deg for c in cameras] == pytest.approx([70, 70, 40])
+    assert all((c.width, c.height) == (64, 48) and c.world_to_cam.dtype == torch.float32 for c in cameras)
     assert torch.allclose(cameras[0].center, torch.tensor([0.0, 0.0, 1.0]), atol=1e-6)
+    forward0 = cameras[0].cam_to_world[:3, 2]  # yaw 10° right, pitch 5° up (up is -y)
+    assert forward0[0] > 0 and forward0[1] < 0
+    assert torch.allclose(cameras[1].world_to_cam, matrix)
+    assert torch.allclose(cameras[1].center, torch.tensor([-0.5, 0.0, 2.0]), atol=1e-6)
+    forward2 = cameras[2].cam_to_world[:3, 2]
+    assert forward2[0] == pytest.approx(-math.sin(math.radians(30)), abs=1e-6)
+    assert torch.allclose(cameras[2].center, torch.zeros(3), atol=1e-6)
 
 
 @pytest.mark.parametrize(

@@ -112,7 +112,7 @@ def test_metrics_on_a_plane_with_exact_answers(bench):
 
     height, width = 48, 64
     K = intrinsics(height, width)
-    cam_a = make_cameras("single", height, width)[0]
+    cam_a = make_cameras("single", (width, height))[0]
     from core.cameras import Camera
 
     cam_b = Camera(K, pose(rotation_yaw_pitch(15.0, 0.0)).float(), height, width)

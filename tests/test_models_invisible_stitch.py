@@ -146,7 +146,7 @@ def test_load_original_checkpoint_file(tiny_pair, tmp_path, no_network):
     completer = load_invisible_stitch_checkpoint(
         path, device="cpu", options=CompletionOptions(), config=_tiny_zoedepth_config(5)
     )
-    camera = make_cameras("single", 48, 64)[0]
+    camera = make_cameras("single", (64, 48))[0]
     known_mask = torch.zeros(48, 64, dtype=torch.bool)
     known_mask[:, :20] = True
     known_depth = torch.where(known_mask, torch.full((48, 64), 2.0), torch.zeros(()))

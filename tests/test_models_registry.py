@@ -68,7 +68,7 @@ def test_auto_with_cached_weights_goes_generative(no_network, tiny_models):
     fill = torch.zeros(64, 64, dtype=torch.bool)
     fill[:, 32:] = True
     assert torch.equal(components.outpainter.outpaint(image, fill, "", "", 0)[~fill], image[~fill])
-    camera = make_cameras("single", 64, 64)[0]
+    camera = make_cameras("single", (64, 64))[0]
     known = torch.where(~fill, torch.full((64, 64), 3.0), torch.zeros(()))
     depth = components.completer.complete(image, known, ~fill, camera)
     assert depth.shape == (64, 64) and torch.allclose(depth[~fill], known[~fill])

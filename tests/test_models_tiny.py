@@ -115,7 +115,7 @@ def test_depth_estimators(tiny_models, no_network, name, kind):
     estimator = load_depth_estimator(str(tiny_models[name]), device="cpu")
     assert isinstance(estimator, DepthEstimator)
     assert estimator.kind == kind == depth_kind(estimator.model.config)
-    camera = make_cameras("single", 48, SIZE)[0]
+    camera = make_cameras("single", (SIZE, 48))[0]
     image = torch.rand(48, SIZE, 3, generator=torch.Generator().manual_seed(1))
     estimate = estimator.estimate(image, camera)
     assert estimate.kind == kind
@@ -127,7 +127,7 @@ def test_depth_estimators(tiny_models, no_network, name, kind):
 
 def test_depth_flip_tta_is_mirror_symmetric(tiny_models, no_network):
     estimator = load_depth_estimator(str(tiny_models["depth-zoe"]), device="cpu", options=DepthOptions(flip_tta=True))
-    camera = make_cameras("single", SIZE, SIZE)[0]
+    camera = make_cameras("single", (SIZE, SIZE))[0]
     image = torch.rand(SIZE, SIZE, 3, generator=torch.Generator().manual_seed(2))
     plain = estimator.estimate(image, camera).values
     mirrored = estimator.estimate(image.flip(1), camera).values.flip(1)
@@ -137,7 +137,7 @@ def test_depth_flip_tta_is_mirror_symmetric(tiny_models, no_network):
 def test_learned_completer_keeps_known_depth(tiny_models, no_network):
     completer = load_completer(str(tiny_models["completer"]), device="cpu", options=CompletionOptions(scaling=0.5))
     assert isinstance(completer, DepthCompleter) and isinstance(completer, LearnedCompleter)
-    camera = make_cameras("single", SIZE, SIZE)[0]
+    camera = make_cameras("single", (SIZE, SIZE))[0]
     generator = torch.Generator().manual_seed(3)
     image = torch.rand(SIZE, SIZE, 3, generator=generator)
     known_mask = torch.zeros(SIZE, SIZE, dtype=torch.bool)

@@ -31,7 +31,7 @@ class OracleOutpainter:
         self.world = world
         self.queue = list(cameras[1:])
 
-    def outpaint(self, image, fill_mask, prompt, negative_prompt, seed, cancel=None):
+    def outpaint(self, image, fill_mask, prompt, negative_prompt, seed, cancel=None, *, camera=None, view=None):
         truth, _ = self.world.render(self.queue.pop(0))
         return torch.where(fill_mask[..., None], truth, image)
 
@@ -53,7 +53,7 @@ class WarpedEstimator:
 
 def grow(world_name: str, mode: str, warp: float = SMOOTH_WARP, size: tuple[int, int] = (HEIGHT, WIDTH)):
     world = make_world(world_name)
-    cameras = make_cameras(mode, *size)
+    cameras = make_cameras(mode, (size[1], size[0]))
     image, depth0 = world.render(cameras[0])
     estimator = WarpedEstimator(world, warp=warp)
     pipe = ScenePipeline(
@@ -142,7 +142,7 @@ def test_sphere_covers_floor_and_ceiling():
     world, result = grow("room", "sphere", warp=0.0, size=(48, 64))
     renderer = get_point_renderer("torch")
     for pitch in (-90.0, 90.0):
-        camera = Camera(make_cameras("single", 48, 64)[0].K, pose(rotation_yaw_pitch(0.0, pitch)).float(), 48, 64)
+        camera = Camera(make_cameras("single", (64, 48))[0].K, pose(rotation_yaw_pitch(0.0, pitch)).float(), 48, 64)
         seen = renderer.render(result.cloud.points, result.cloud.colors, camera, result.cloud.radii)
         coverage = seen.known_mask.float().mean()
         assert coverage > 0.9, f"looking {'down' if pitch < 0 else 'up'}: only {coverage:.0%} covered"

@@ -52,7 +52,7 @@ def box_depth() -> Tensor:  # [H, W] a wall at 4 with a box face at 2 in front o
 
 @pytest.mark.parametrize("scene", ["plane", "box"])
 def test_rerender_from_lifting_camera_is_exact(scene):
-    camera = make_cameras("single", HEIGHT, WIDTH)[0]
+    camera = make_cameras("single", (WIDTH, HEIGHT))[0]
     depth = plane_depth(camera) if scene == "plane" else box_depth()
     points, colors, radii = lift(depth, camera)
     result = TorchPointRenderer().render(points, colors, camera, radii)
@@ -63,7 +63,7 @@ def test_rerender_from_lifting_camera_is_exact(scene):
 
 def covered_by_view0(camera: Camera, depth: Tensor, margin_px: float) -> Tensor:  # [H, W] bool
     """Pixels of ``camera`` whose surface point (at ``depth``) projects inside view 0, ``margin_px`` from its edge."""
-    view0 = make_cameras("single", camera.height, camera.width)[0]
+    view0 = make_cameras("single", (camera.width, camera.height))[0]
     world = unproject(depth, camera.K, camera.cam_to_world).reshape(-1, 3)
     uv, _ = project(world, view0.K, view0.world_to_cam)
     inside = (
@@ -77,7 +77,7 @@ def covered_by_view0(camera: Camera, depth: Tensor, margin_px: float) -> Tensor:
 
 @pytest.mark.parametrize("view", [1, 2])
 def test_rotated_view_has_no_pinholes_and_analytic_depth(view):
-    cameras = make_cameras("stage", HEIGHT, WIDTH)  # views 1 and 2 are turned by +25° and -25°
+    cameras = make_cameras("stage", (WIDTH, HEIGHT))  # views 1 and 2 are turned by +25° and -25°
     points, colors, radii = lift(plane_depth(cameras[0]), cameras[0])
     camera = cameras[view]
     truth = plane_depth(camera)
@@ -102,7 +102,7 @@ def test_rotated_view_has_no_pinholes_and_analytic_depth(view):
 
 
 def test_pinholes_are_filled_but_large_holes_and_border_stay_unknown():
-    camera = make_cameras("single", HEIGHT, WIDTH)[0]
+    camera = make_cameras("single", (WIDTH, HEIGHT))[0]
     depth = plane_depth(camera)
     keep = torch.ones(HEIGHT, WIDTH, dtype=torch.bool)
     keep[10, 10] = False  # a pinhole
@@ -128,7 +128,7 @@ def test_pinholes_are_filled_but_large_holes_and_border_stay_unknown():
 
 
 def square_scene(near_stride: int) -> tuple[Tensor, Tensor, Camera]:  # far plane at 4 (blue), near square at 2 (red)
-    camera = make_cameras("single", HEIGHT, WIDTH)[0]
+    camera = make_cameras("single", (WIDTH, HEIGHT))[0]
     far = unproject(torch.full((HEIGHT, WIDTH), 4.0), camera.K, camera.cam_to_world).reshape(-1, 3)
     near = unproject(torch.full((HEIGHT, WIDTH), 2.0), camera.K, camera.cam_to_world)
     near = near[20 : 20 + 24 : near_stride, 30 : 30 + 24 : near_stride].reshape(-1, 3)
@@ -188,7 +188,7 @@ def reference_zbuffer(
 
 def test_fast_zbuffer_matches_reference():
     height, width = 12, 16
-    camera = make_cameras("single", height, width)[0]
+    camera = make_cameras("single", (width, height))[0]
     generator = torch.Generator().manual_seed(1)
     count = 150
     uv = torch.rand(count, 2, generator=generator) * torch.tensor([width + 4.0, height + 4.0]) - 2.0
@@ -210,7 +210,7 @@ def test_fast_zbuffer_matches_reference():
 
 
 def test_points_behind_camera_are_ignored():
-    camera = make_cameras("single", HEIGHT, WIDTH)[0]
+    camera = make_cameras("single", (WIDTH, HEIGHT))[0]
     points, colors, radii = lift(torch.full((HEIGHT, WIDTH), 2.0), camera)
     behind = points * torch.tensor([1.0, 1.0, -1.0])  # mirrored behind the camera: would project onto the image
     touching = points * torch.tensor([1e-4, 1e-4, 1e-4])  # in front, but closer than the near plane
@@ -223,7 +223,7 @@ def test_points_behind_camera_are_ignored():
 
 
 def test_non_finite_points_and_radii_are_ignored():
-    camera = make_cameras("single", HEIGHT, WIDTH)[0]
+    camera = make_cameras("single", (WIDTH, HEIGHT))[0]
     points, colors, radii = lift(torch.full((HEIGHT, WIDTH), 2.0), camera)
     bad_points = points[:3].clone()
     bad_points[0, 0], bad_points[1, 2], bad_points[2, 1] = float("nan"), float("inf"), float("-inf")
@@ -238,7 +238,7 @@ def test_non_finite_points_and_radii_are_ignored():
 
 
 def test_empty_cloud_and_dtype_follow_inputs():
-    camera = make_cameras("single", 8, 8)[0]
+    camera = make_cameras("single", (8, 8))[0]
     empty = TorchPointRenderer().render(torch.zeros(0, 3), torch.zeros(0, 3), camera)
     assert empty.rgb.shape == (8, 8, 3) and empty.depth.shape == (8, 8) and not empty.known_mask.any()
     points, colors, radii = lift(torch.full((8, 8), 2.0, dtype=torch.float64), camera)
@@ -260,13 +260,13 @@ def test_empty_cloud_and_dtype_follow_inputs():
 )
 @pytest.mark.parametrize("name", POINT_RENDERERS)
 def test_bad_shapes_raise_value_error_showing_them(name, points, colors, radii, shown):
-    camera = make_cameras("single", 8, 8)[0]
+    camera = make_cameras("single", (8, 8))[0]
     with pytest.raises(ValueError, match=re.escape(shown)):
         get_point_renderer(name).render(points, colors, camera, radii)
 
 
 def test_bad_camera_and_config_and_name_raise_value_error():
-    camera = make_cameras("single", 8, 8)[0]
+    camera = make_cameras("single", (8, 8))[0]
     bad = Camera(camera.K[:2], camera.world_to_cam, 8, 8)
     with pytest.raises(ValueError, match=r"\(2, 3\)"):
         TorchPointRenderer().render(torch.zeros(1, 3), torch.zeros(1, 3), bad)
@@ -282,7 +282,7 @@ def test_bad_camera_and_config_and_name_raise_value_error():
 
 def test_torch_and_pytorch3d_agree():
     pytest.importorskip("pytorch3d")
-    cameras = make_cameras("stage", HEIGHT, WIDTH)
+    cameras = make_cameras("stage", (WIDTH, HEIGHT))
     torch_renderer, p3d_renderer = get_point_renderer("torch"), get_point_renderer("pytorch3d")
 
     # the lifting camera: both put every point on its own pixel

@@ -38,7 +38,7 @@ def _load_script():
 
 
 def _camera(yaw: float, pitch: float, position=(0.0, 0.0, 0.0), height=HEIGHT, width=WIDTH) -> Camera:
-    K = make_cameras("single", height, width)[0].K
+    K = make_cameras("single", (width, height))[0].K
     w2c = pose(rotation_yaw_pitch(yaw, pitch), torch.tensor(position, dtype=torch.float64))
     return Camera(K, w2c.float(), height, width)
 
@@ -57,7 +57,7 @@ def world(request) -> SyntheticWorld:
 
 def test_unprojected_depth_lies_on_the_surfaces(world):
     cameras = [
-        make_cameras("single", HEIGHT, WIDTH)[0],
+        make_cameras("single", (WIDTH, HEIGHT))[0],
         _camera(130.0, 35.0),
         _camera(-60.0, -50.0, position=(0.4, -0.2, 0.8)),
     ]
@@ -72,7 +72,7 @@ def test_unprojected_depth_lies_on_the_surfaces(world):
 
 
 def test_every_ray_of_the_sphere_path_hits(world):
-    for camera in make_cameras("sphere", HEIGHT, WIDTH):
+    for camera in make_cameras("sphere", (WIDTH, HEIGHT)):
         t = _cast_pixels(world, camera)
         assert bool(torch.isfinite(t).all()) and bool((t > 0).all()), f"{world.name} is not closed"
     for pitch in (-90.0, 90.0):  # straight down and up render with depth everywhere
@@ -88,7 +88,7 @@ def test_depth_is_z_depth_not_ray_length():
         (Box((-50.0, -50.0, -1.0), (50.0, 50.0, distance), Material(plain((0.5, 0.5, 0.5)))),),
         Light((0, 0, -1)),
     )
-    camera = make_cameras("single", HEIGHT, WIDTH, hfov_deg=90.0)[0]
+    camera = make_cameras("single", (WIDTH, HEIGHT), hfov_deg=90.0)[0]
     _, depth = world.render(camera)
     torch.testing.assert_close(depth, torch.full_like(depth, distance), rtol=0, atol=1e-5)
     corner = unproject(depth, camera.K, camera.cam_to_world)[0, 0]
@@ -103,7 +103,7 @@ def test_room_floor_is_below_the_camera():
     points = unproject(depth, down.K, down.cam_to_world)
     assert bool((points[..., 1] > 0).all()), "looking down must see the floor at y > 0 (y is down)"
     torch.testing.assert_close(points[..., 1], torch.full_like(points[..., 1], 1.5), rtol=0, atol=1e-4)
-    view0 = make_cameras("single", HEIGHT, WIDTH)[0]
+    view0 = make_cameras("single", (WIDTH, HEIGHT))[0]
     _, depth0 = world.render(view0)
     points0 = unproject(depth0, view0.K, view0.cam_to_world)
     assert float(points0[-1, :, 1].min()) > 0 and float(points0[0, :, 1].max()) < 0  # bottom row low, top row high
@@ -175,7 +175,7 @@ def test_hill_is_hit_only_above_the_ground():
 
 def test_supersampling_keeps_depth_and_smooths_colour():
     world = make_world("street")
-    camera = make_cameras("single", 24, 32)[0]
+    camera = make_cameras("single", (32, 24))[0]
     rgb1, depth1 = world.render(camera)
     rgb3, depth3 = world.render(camera, supersample=3)
     assert torch.equal(depth1, depth3)
