@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from core.cameras import Camera
+from core.checks import check_tensor
 from core.components import RenderResult
 from core.geometry import project
 
@@ -98,33 +99,21 @@ def check_render_inputs(
     radii: Tensor | None,  # [N]
 ) -> None:
     """Raise ValueError (showing the actual shape/value) unless the arguments of ``render`` fit together."""
-    if not isinstance(points, Tensor) or points.ndim != 2 or points.shape[1] != 3:
-        raise ValueError(f"points must be a tensor of shape [N, 3], got {_shape_of(points)}")
-    if not points.is_floating_point():
-        raise ValueError(f"points must be floating point, got {points.dtype}")
-    n = points.shape[0]
-    if not isinstance(colors, Tensor) or tuple(colors.shape) != (n, 3):
-        raise ValueError(f"colors must have shape [{n}, 3] to match points, got {_shape_of(colors)}")
-    if radii is not None and (not isinstance(radii, Tensor) or tuple(radii.shape) != (n,)):
-        raise ValueError(f"radii must have shape [{n}] to match points, got {_shape_of(radii)}")
+    sizes = check_tensor(points, "N 3", "points", "float")
+    check_tensor(colors, "N 3", "colors", sizes=sizes)
+    if radii is not None:
+        check_tensor(radii, "N", "radii", sizes=sizes)
     if colors.device != points.device or (radii is not None and radii.device != points.device):
         where = [str(t.device) for t in (points, colors, radii) if t is not None]
         raise ValueError(f"points, colors and radii must be on one device, got {', '.join(where)}")
-    if n > INDEX_MASK:
-        raise ValueError(f"at most {INDEX_MASK} points can be rendered at once, got {n}")
+    if sizes["N"] > INDEX_MASK:
+        raise ValueError(f"at most {INDEX_MASK} points can be rendered at once, got {sizes['N']}")
     if not isinstance(camera, Camera):
         raise ValueError(f"camera must be a core.cameras.Camera, got {type(camera).__name__}")
-    if tuple(camera.K.shape) != (3, 3) or tuple(camera.world_to_cam.shape) != (4, 4):
-        raise ValueError(
-            f"camera.K must be [3, 3] and camera.world_to_cam [4, 4], got {tuple(camera.K.shape)} and "
-            f"{tuple(camera.world_to_cam.shape)}"
-        )
+    check_tensor(camera.K, "3 3", "camera.K")
+    check_tensor(camera.world_to_cam, "4 4", "camera.world_to_cam")
     if int(camera.height) < 1 or int(camera.width) < 1:
         raise ValueError(f"camera size must be positive, got height={camera.height} width={camera.width}")
-
-
-def _shape_of(value: object) -> str:
-    return str(list(value.shape)) if isinstance(value, Tensor) else type(value).__name__
 
 
 def footprint_px(
