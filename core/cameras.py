@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from scipy.spatial.transform import Rotation
 from torch import Tensor
 
 # Invisible Stitch's 360° ring: 25° steps, then two views that close the gap symmetrically.
@@ -88,23 +89,17 @@ def intrinsics(height: int, width: int, hfov_deg: float | None = None, dtype=tor
 def rotation_yaw_pitch(yaw_deg: float, pitch_deg: float, dtype=torch.float64) -> Tensor:  # [3, 3]
     """Camera-to-world rotation for a camera turned by yaw (right positive) then pitch (up positive).
 
-    Columns are the camera's x (right), y (down), z (forward) axes written in world coordinates.
+    Columns are the camera's x (right), y (down), z (forward) axes written in world coordinates. With OpenCV axes
+    (y down) this is a rotation about the world's y axis by ``yaw``, then about the camera's own x axis by ``pitch``
+    (intrinsic Y-X Euler angles), which is well defined looking straight up or down too.
+
+    Example:
+        >>> R = rotation_yaw_pitch(90.0, 0.0)
+        >>> [round(float(v), 6) for v in R[:, 2]]  # turned right: forward is +x
+        [1.0, 0.0, 0.0]
     """
-    yaw, pitch = math.radians(yaw_deg), math.radians(pitch_deg)
-    forward = torch.tensor(
-        [math.sin(yaw) * math.cos(pitch), -math.sin(pitch), math.cos(yaw) * math.cos(pitch)], dtype=dtype
-    )
-    return _frame_from_forward(forward, yaw)
-
-
-def _frame_from_forward(forward: Tensor, yaw_rad: float) -> Tensor:  # [3] -> [3, 3]
-    world_down = torch.tensor([0.0, 1.0, 0.0], dtype=forward.dtype)
-    right = torch.linalg.cross(world_down, forward)
-    if float(right.norm()) < 1e-6:  # looking straight up or down: keep the yaw's right vector
-        right = torch.tensor([math.cos(yaw_rad), 0.0, -math.sin(yaw_rad)], dtype=forward.dtype)
-    right = right / right.norm()
-    down = torch.linalg.cross(forward, right)
-    return torch.stack([right, down / down.norm(), forward], dim=1)
+    matrix = Rotation.from_euler("YX", [yaw_deg, pitch_deg], degrees=True).as_matrix()
+    return torch.from_numpy(matrix).to(dtype)
 
 
 def pose(
@@ -123,8 +118,9 @@ def look_at(eye: Tensor, target: Tensor, dtype: torch.dtype = torch.float32) -> 
     """world_to_cam of a camera at ``eye`` looking at ``target`` with world up = -y."""
     eye, target = eye.double(), target.double()
     forward = (target - eye) / (target - eye).norm()
-    yaw = math.atan2(float(forward[0]), float(forward[2]))
-    return pose(_frame_from_forward(forward, yaw), eye, dtype)
+    yaw = math.degrees(math.atan2(float(forward[0]), float(forward[2])))
+    pitch = math.degrees(math.asin(max(-1.0, min(1.0, -float(forward[1])))))
+    return pose(rotation_yaw_pitch(yaw, pitch), eye, dtype)
 
 
 @dataclass(frozen=True)
