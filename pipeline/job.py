@@ -23,17 +23,19 @@ from core.files import atomic_write
 from core.images import fit_size, resize_depth
 from core.types import PointCloud, ProgressEvent, SceneResult
 from pipeline import export
-from pipeline.config import GrowConfig
+from pipeline.config import RunConfig, build_run_config, working_size
 from pipeline.grow import ScenePipeline
 
-FIT_MAX_SIDE = 256  # splats are fitted against views downscaled to this side: CPU fitting time grows with pixels
 MAX_FIT_SPLATS = 300_000  # denser clouds are thinned before fitting (radii grown to keep coverage)
 VIDEO_FPS = 12
 VIDEO_ORBIT_FRAMES = 48  # a 4 s turn: rendering each frame on CPU costs ~0.1–0.5 s
 VIDEO_MAX_SIDE = 256
-MIN_SIDE = 64  # smaller views leave too little context for outpainting and depth
-MAX_SIDE = 1536  # bounded work and memory per view
-SIZE_MULTIPLE = 8  # latent diffusion models need sides divisible by 8
+
+# Overall progress: each stage owns one band of [0, 1], in the order the stages run, so the reported fraction
+# never goes backwards (the grow loop reports its own 0..1 inside its band).
+GROW_PROGRESS = (0.0, 0.6)
+SPLAT_PROGRESS = (0.6, 0.9)
+VIDEO_PROGRESS = (0.9, 0.99)
 
 
 class JobError(ValueError):
@@ -42,21 +44,14 @@ class JobError(ValueError):
 
 @dataclass
 class JobRequest:
-    """What to generate. ``image`` is already decoded by :func:`core.images.load_image`."""
+    """What to generate: a decoded photo, its optional depth map, and the run configuration (picklable)."""
 
-    image: Tensor  # [H, W, 3] float in [0, 1]
-    prompt: str = ""
-    negative_prompt: str = ""
-    mode: str = "360"  # single | stage | 360 | sphere | path/to/path.json
-    seed: int = 0
-    size: tuple[int, int] | None = (512, 384)  # (width, height); None keeps the photo's size
-    hfov_deg: float | None = None
-    depth: object | None = None  # core.images.DepthFile for view 0, or None
-    splat_iters: int = 300  # 0 = export the initialised splats without fitting
-    video: bool = True
-    steps: int | None = None  # diffusion steps (generative outpainters)
-    guidance: float | None = None  # classifier-free guidance (generative outpainters)
-    grow: GrowConfig = field(default_factory=GrowConfig)
+    image: Tensor  # [H, W, 3] float in [0, 1], as decoded by core.images.load_image (any size; sized here)
+    config: RunConfig = field(default_factory=build_run_config)
+    """Built by :func:`pipeline.config.build_run_config` (the CLI, the app and API callers all use it)."""
+
+    depth: object | None = None
+    """``core.images.DepthFile`` for the photo (any size; resized with the photo), or None."""
 
 
 @dataclass
@@ -78,20 +73,6 @@ class JobOutputs:
     result: SceneResult | None = None
 
 
-def working_size(height: int, width: int, size: tuple[int, int] | None) -> tuple[int, int]:
-    """(height, width) to work at: the requested size, or the photo's shrunk to ≤ 512, as multiples of 8."""
-    if size is None:
-        scale = min(1.0, 512 / max(height, width))
-        width, height = width * scale, height * scale
-    else:
-        width, height = size
-    height = max(SIZE_MULTIPLE, int(round(height / SIZE_MULTIPLE)) * SIZE_MULTIPLE)
-    width = max(SIZE_MULTIPLE, int(round(width / SIZE_MULTIPLE)) * SIZE_MULTIPLE)
-    if min(height, width) < MIN_SIDE or max(height, width) > MAX_SIDE:
-        raise JobError(f"working size {width}x{height} must have sides between {MIN_SIDE} and {MAX_SIDE} pixels")
-    return height, width
-
-
 def run_job(
     request: JobRequest,
     components,
@@ -102,7 +83,7 @@ def run_job(
     """Generate a scene and write every output into ``out_dir``.
 
     Args:
-        request: the photo and settings.
+        request: the photo, its optional depth map and the run configuration.
         components: an object with ``outpainter``, ``estimator``, ``completer`` (see :mod:`models.registry`).
         out_dir: final folder; created if missing; files are moved in only on success.
         progress: receives :class:`ProgressEvent` for each stage and view.
@@ -113,18 +94,19 @@ def run_job(
     out_dir = Path(out_dir)
     report = progress or (lambda event: None)
     warnings: list[str] = []
+    config, scene = request.config, request.config.scene
 
     # 1. Check inputs and choose the working size and cameras
     image = request.image
     if image.ndim != 3 or image.shape[-1] != 3:
         raise JobError(f"image must be [H, W, 3], got {tuple(image.shape)}")
-    height, width = working_size(image.shape[0], image.shape[1], request.size)
     try:
+        width, height = working_size(image.shape[1], image.shape[0], scene)
         image = fit_size(image.float(), (width, height))
-    except ValueError as err:  # ImageError: aspect ratio outside the policy
+    except ValueError as err:  # size outside the bounds, or ImageError: aspect ratio outside the policy
         raise JobError(str(err)) from None
     try:
-        cameras = make_cameras(request.mode, (width, height), request.hfov_deg)
+        cameras = make_cameras(scene.mode, (width, height), scene.hfov_deg)
     except ValueError as err:
         raise JobError(str(err)) from None
     initial_depth = None
@@ -133,24 +115,24 @@ def run_job(
         depth, valid = resize_depth(depth_file.depth.float(), depth_file.valid_mask, (width, height))
         initial_depth = torch.where(valid, depth, torch.zeros_like(depth))
         warnings += list(getattr(depth_file, "warnings", []))
-    _configure_outpainter(components.outpainter, request)
+    _configure_outpainter(components.outpainter, config)
 
     # 2. Grow the scene
     pipe = ScenePipeline(
         components.outpainter,
         components.estimator,
         components.completer,
-        get_point_renderer(request.grow.renderer),
-        request.grow,
+        get_point_renderer(scene.grow.renderer),
+        scene.grow,
     )
     result = pipe(
         image,
         cameras,
-        request.prompt,
-        request.negative_prompt,
-        request.seed,
+        scene.prompt,
+        scene.negative_prompt,
+        scene.seed,
         initial_depth=initial_depth,
-        progress=_scaled(report, 0.0, 0.6),
+        progress=_scaled(report, *GROW_PROGRESS),
         cancel=cancel,
     )
     _check_frames(result)
@@ -158,17 +140,18 @@ def run_job(
     # 3. Splats, encoded files, video — all staged, then moved into place
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=_parent(out_dir)))
     try:
-        files, splats, timings = _encode(result, request, report, cancel)
+        files, splats, timings = _encode(result, config, report, cancel)
         for name, data in files.items():
             atomic_write(staging / name, data)
         video = None
-        if request.video and splats is not None:
+        if config.video and splats is not None:
             start = time.perf_counter()
-            report(ProgressEvent("video", -1, len(cameras), 0.95, "rendering fly-through video"))
+            low, high = VIDEO_PROGRESS
+            report(ProgressEvent("video", -1, len(cameras), low, "rendering fly-through video"))
             from pipeline.video import render_flythrough
 
             def video_progress(done: int, total: int) -> None:
-                fraction = 0.93 + 0.07 * done / max(total, 1)
+                fraction = low + (high - low) * done / max(total, 1)
                 report(ProgressEvent("video", -1, len(cameras), fraction, f"video frame {done}/{total}"))
 
             render_flythrough(
@@ -210,8 +193,8 @@ def run_job(
     )
 
 
-def _encode(result: SceneResult, request: JobRequest, report, cancel):
-    """All output files as bytes, plus the fitted splats (or None when splats are unavailable)."""
+def _encode(result: SceneResult, run: RunConfig, report, cancel):
+    """All output files (name → bytes), plus the fitted splats (or None when splats are unavailable)."""
     timings: dict[str, float] = {}
     start = time.perf_counter()
     frame_files = export.frame_files(result.frames)
@@ -228,13 +211,15 @@ def _encode(result: SceneResult, request: JobRequest, report, cancel):
     from pipeline import splats as splat_fit
 
     start = time.perf_counter()
-    config = splat_fit.SplatConfig(iterations=request.splat_iters, fit_max_side=FIT_MAX_SIDE)
+    config = run.splats  # iterations, seed and fit resolution come from the run configuration
     cloud = thin_cloud(result.cloud, MAX_FIT_SPLATS)
-    if request.splat_iters > 0:
+    if config.iterations > 0:
+        low, high = SPLAT_PROGRESS
 
         def fit_progress(step: int, total: int, loss: float) -> None:
             message = f"fitting splats: iteration {step}/{total}, loss {loss:.4f}"
-            report(ProgressEvent("splats", -1, len(result.frames), 0.6 + 0.33 * step / max(total, 1), message))
+            fraction = low + (high - low) * step / max(total, 1)
+            report(ProgressEvent("splats", -1, len(result.frames), fraction, message))
 
         fitted = splat_fit.fit_splats(result.frames, cloud, config, progress=fit_progress, cancel=cancel)
         splats = fitted.splats
@@ -263,10 +248,31 @@ def thin_cloud(cloud: PointCloud, max_points: int) -> PointCloud:
     )
 
 
-def _configure_outpainter(outpainter, request: JobRequest) -> None:
-    settings = {"steps": request.steps, "guidance": request.guidance}
-    if hasattr(outpainter, "configure") and any(v is not None for v in settings.values()):
-        outpainter.configure(**{k: v for k, v in settings.items() if v is not None})
+def _configure_outpainter(outpainter, run: RunConfig) -> None:
+    """Per-job diffusion settings for an outpainter loaded once (the app reuses it across jobs)."""
+    if hasattr(outpainter, "configure"):
+        diffusion = run.models.options.diffusion
+        outpainter.configure(steps=diffusion.steps, guidance=diffusion.guidance)
+
+
+def load_components(run: RunConfig, device=None):
+    """Load the models a run configuration names (``run.models``): once per process, reused for every job.
+
+    Raises:
+        models.hub.ModelUnavailableError: a requested model is not on this machine (and may not be downloaded).
+        ValueError: an unknown profile or model name.
+    """
+    from models.registry import build_components  # loads weights: never at import
+
+    models = run.models
+    return build_components(
+        models.profile,
+        outpainter=models.outpainter,
+        depth_model=models.depth_model,
+        completer=models.completer,
+        device=device,
+        options=models.options,
+    )
 
 
 def _check_frames(result: SceneResult) -> None:

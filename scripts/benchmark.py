@@ -29,13 +29,17 @@ def run_one(mode: str, size: str, splat_iters: int, example: str, out: Path, vid
     from core.cameras import make_cameras
     from core.images import load_image
     from models.registry import build_components
+    from pipeline.config import build_run_config
     from pipeline.job import JobRequest, run_job
 
     torch.set_num_threads(2)
     width, height = (int(v) for v in size.split("x"))
     components = build_components("offline")
     image = load_image(ROOT / "examples" / example / "image.png")
-    request = JobRequest(image=image, mode=mode, size=(width, height), splat_iters=splat_iters, video=video, seed=0)
+    config = build_run_config(
+        mode=mode, size=(width, height), aspect="crop", splat_iters=splat_iters, video=video, seed=0
+    )
+    request = JobRequest(image, config)
     start = time.perf_counter()
     outputs = run_job(request, components, out)
     total = time.perf_counter() - start
