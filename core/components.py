@@ -47,7 +47,10 @@ class Outpainter(Protocol):
     """Fills the pixels of ``fill_mask`` so they continue ``image``.
 
     ``camera`` and ``view`` say which view of the path is being filled (view 0 is the photo), for outpainters that
-    condition on the direction (a panorama prior, a per-view prompt); others ignore them.
+    condition on the direction (a panorama prior, a per-view prompt); others ignore them. ``known_mask`` says
+    which pixels of ``image`` hold real content, including a seam band inside ``fill_mask`` that the caller wants
+    repainted; the rest of ``fill_mask`` is a hole whose values mean nothing. None = only the pixels outside
+    ``fill_mask`` are known.
     """
 
     def outpaint(
@@ -61,6 +64,7 @@ class Outpainter(Protocol):
         *,
         camera: Camera | None = None,
         view: int | None = None,
+        known_mask: Tensor | None = None,  # [H, W] bool
     ) -> Tensor:  # [H, W, 3], equal to ``image`` outside ``fill_mask``
         ...
 

@@ -98,6 +98,7 @@ class PatchMatchOutpainter:
         *,
         camera: Camera | None = None,  # which view is being filled: unused (see core.components.Outpainter)
         view: int | None = None,
+        known_mask: Tensor | None = None,  # [H, W] bool: unused, PatchMatch repaints all of fill_mask
     ) -> Tensor:  # [H, W, 3], equal to ``image`` outside ``fill_mask``
         """Fill ``fill_mask`` from the rest of ``image``. ``prompt`` and ``negative_prompt`` are ignored.
 

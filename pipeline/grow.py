@@ -157,7 +157,15 @@ class ScenePipeline:
             masked = torch.where(known[..., None], seen.rgb, torch.zeros_like(seen.rgb))
             inpaint_mask = dilate(fill, cfg.outpaint_dilate_px)
             rgb = self.outpainter.outpaint(
-                masked, inpaint_mask, prompt, negative_prompt, seed + index, cancel, camera=camera, view=index
+                masked,
+                inpaint_mask,
+                prompt,
+                negative_prompt,
+                seed + index,
+                cancel,
+                camera=camera,
+                view=index,
+                known_mask=known,
             )
             # what was known stays exactly what the cloud shows, except the repainted seam band
             rgb = torch.where(inpaint_mask[..., None], rgb, seen.rgb).clamp(0, 1)

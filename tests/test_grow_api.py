@@ -20,7 +20,9 @@ class RecordingOutpainter:
     def __init__(self):
         self.calls: list[tuple[int, object]] = []
 
-    def outpaint(self, image, fill_mask, prompt, negative_prompt, seed, cancel=None, *, camera=None, view=None):
+    def outpaint(
+        self, image, fill_mask, prompt, negative_prompt, seed, cancel=None, *, camera=None, view=None, known_mask=None
+    ):
         self.calls.append((view, camera))
         return torch.where(fill_mask[..., None], torch.full_like(image, 0.5), image)
 

@@ -13,7 +13,7 @@ from core.cameras import make_cameras
 from core.components import Cancelled, DepthCompleter, DepthEstimator, Outpainter
 from models.completion import CompletionOptions, LearnedCompleter, load_completer
 from models.depth import DepthOptions, depth_kind, load_depth_estimator
-from models.diffusion import DiffusionOptions, DiffusionOutpainter, feather_weights, load_outpainter
+from models.diffusion import DiffusionOptions, DiffusionOutpainter, load_outpainter
 from tests.netguard import no_network, tiny_models  # noqa: F401  (fixtures)
 
 SIZE = 64
@@ -62,15 +62,6 @@ def test_outpainter_nothing_to_fill_returns_input(outpainter, no_network):
     image, _ = _scene()
     out = outpainter.outpaint(image, torch.zeros(SIZE, SIZE, dtype=torch.bool), "", "", 0)
     assert torch.equal(out, image)
-
-
-def test_feather_band_lies_inside_the_mask():
-    fill = torch.zeros(1, 12, dtype=torch.bool).expand(12, 12).clone()
-    fill[:, 6:] = True
-    weight = feather_weights(fill, 4)
-    assert torch.equal(weight[:, :6], torch.zeros(12, 6))
-    assert weight[0, 6:].tolist() == pytest.approx([0.25, 0.5, 0.75, 1.0, 1.0, 1.0])
-    assert torch.equal(feather_weights(fill, 0), fill.float())
 
 
 class _SetAfter(threading.Event):

@@ -31,7 +31,9 @@ class OracleOutpainter:
         self.world = world
         self.queue = list(cameras[1:])
 
-    def outpaint(self, image, fill_mask, prompt, negative_prompt, seed, cancel=None, *, camera=None, view=None):
+    def outpaint(
+        self, image, fill_mask, prompt, negative_prompt, seed, cancel=None, *, camera=None, view=None, known_mask=None
+    ):
         truth, _ = self.world.render(self.queue.pop(0))
         return torch.where(fill_mask[..., None], truth, image)
 
