@@ -4,9 +4,14 @@ The network is a transformers ``ZoeDepthForDepthEstimation`` whose BEiT backbone
 (``BeitConfig(num_channels=5)``; the patch embedding is widened from 3 to 5, as Invisible Stitch does).
 Inference follows Invisible Stitch's ``infer_with_zoe_dc`` / ``infer_with_pad`` and ZoeDepth's ``PrepForMidas``:
 
-1. ``x = [rgb, known_depth / (scaling · 10), known_mask]`` — the network was trained on depths in [1e-3, 10] m,
-   so known depths are divided by 10 and by ``scaling`` (0.5 for outpainted views: it lets scenes twice as deep
-   as the training range fit), and the prediction is multiplied back by ``scaling``;
+1. ``x = [rgb, known_depth / (s · 10), known_mask]`` — the network was trained on depth / 10 with depths in
+   [1e-3, 10] m, so its depth channel must stay in [0, 1]; the prediction is multiplied back by ``s``. A fixed
+   ``s`` covers only depths up to ``10 · s`` (Invisible Stitch's 0.5 covers 5 m, while Depth Anything V2 Metric
+   gives view 0 up to 20 m indoors and 80 m outdoors), so ``s`` is chosen **per view** from the known depth:
+   ``s = max(known) / (10 · known_fraction)`` maps the farthest known depth to ``known_fraction`` (0.5) of the
+   channel's range and leaves the rest for unseen parts up to ``1 / known_fraction`` times deeper. A view with no
+   known depth uses ``s = 1`` (the training scale, as Invisible Stitch's first view). The same rule completes a
+   partial user depth map for view 0. A fixed ``CompletionOptions.scaling`` restores the original behaviour.
 2. pad every side by ``int(sqrt(side / 2) · 3)`` pixels: RGB reflect-padded, depth and mask zero-padded;
 3. resize all 5 channels to the network size (384 × 512 for the real model) bilinearly with
    ``align_corners=True``; normalise RGB with mean = std = 0.5 (the depth/mask channels stay as they are);
@@ -23,12 +28,14 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from core.cameras import Camera
+from core.components import DepthEstimate
 from models.hub import default_dtype, load_failed, pick_device, resolve_model
 
 logger = logging.getLogger(__name__)
@@ -36,6 +43,10 @@ logger = logging.getLogger(__name__)
 OFFLINE_ALTERNATIVE = "the training-free aligned completer"
 TRAINING_MAX_DEPTH = 10.0
 """Invisible Stitch's completer was trained on depths in [1e-3, 10] m; inputs are divided by this."""
+
+MIN_SCALING = 0.005  # see MAX_SCALING
+MAX_SCALING = 100.0
+"""Bounds of the depth scaling s: the network's 10 m range then spans 5 cm to 1 km."""
 
 PAD_FACTOR = 3.0
 """Each side is padded by ``int(sqrt(side / 2) * PAD_FACTOR)`` pixels (ZoeDepth / Invisible Stitch default)."""
@@ -51,9 +62,14 @@ RGB_STD = 0.5  # MiDaS BEiT normalisation: x -> (x - 0.5) / 0.5
 class CompletionOptions:
     """Settings of the learned depth completer."""
 
-    scaling: float = 0.5
-    """Depth scaling s: inputs are divided by s·10 and outputs multiplied by s. Invisible Stitch uses 0.5 for
-    outpainted views (scenes up to ~20 m) and 1 when completing ground-truth-scale data."""
+    scaling: float | None = None
+    """Depth scaling s: known depths enter as depth / (10·s) and predictions leave multiplied by s, so depths up
+    to 10·s fit the training range. None = per view from the known depth (see ``known_fraction``); a number fixes
+    it for every view (Invisible Stitch used 0.5, which covers 5 m)."""
+
+    known_fraction: float = 0.5
+    """With ``scaling`` None, the farthest known depth of a view is mapped to this fraction of the network's
+    depth range, leaving room for unseen parts up to 1 / known_fraction times deeper."""
 
     pad: bool = True
     """Reflect-pad the input before inference (ZoeDepth's fix for border artefacts)."""
@@ -68,12 +84,40 @@ class CompletionOptions:
     restore_known: bool = True
     """Put the given depths back exactly where ``known_mask`` is set (the protocol's contract)."""
 
-    dtype: str | None = "float32"
+    dtype: Literal["float16", "bfloat16", "float32"] | None = "float32"
     """Weights' dtype (float32 default: the bin head is sensitive to float16); None = float16 on CUDA."""
 
     def __post_init__(self):
-        if not 0.01 <= float(self.scaling) <= 100:
-            raise ValueError(f"scaling must be in [0.01, 100], got {self.scaling!r}")
+        if self.scaling is not None and (
+            not isinstance(self.scaling, (int, float)) or not MIN_SCALING <= float(self.scaling) <= MAX_SCALING
+        ):
+            raise ValueError(
+                f"scaling must be None (per view) or in [{MIN_SCALING}, {MAX_SCALING}], got {self.scaling!r}"
+            )
+        if not isinstance(self.known_fraction, (int, float)) or not 0.05 <= float(self.known_fraction) <= 1.0:
+            raise ValueError(f"known_fraction must be in [0.05, 1], got {self.known_fraction!r}")
+        if not isinstance(self.pad, bool) or not isinstance(self.flip_tta, bool):
+            raise ValueError("pad and flip_tta must be booleans")
+        if self.net_size is not None and (
+            len(self.net_size) != 2 or not all(isinstance(v, int) and v >= 32 and v % 32 == 0 for v in self.net_size)
+        ):
+            raise ValueError(f"net_size must be None or (height, width), multiples of 32, got {self.net_size!r}")
+        if self.dtype not in (None, "float16", "bfloat16", "float32"):
+            raise ValueError(f"dtype must be float16, bfloat16, float32 or None, got {self.dtype!r}")
+
+
+def view_scaling(known_depth: Tensor, valid: Tensor, options: CompletionOptions) -> float:  # [H, W], [H, W]
+    """The depth scaling s for one view: the option if set, else ``max(known) / (10 · known_fraction)``.
+
+    Without any known depth the training scale 1 is used (Invisible Stitch's first view). The result is clamped
+    to [MIN_SCALING, MAX_SCALING], which covers known depths from 2.5 cm to 800 m at the default fraction.
+    """
+    if options.scaling is not None:
+        return float(options.scaling)
+    if not bool(valid.any()):
+        return 1.0
+    farthest = float(known_depth[valid].max())
+    return min(MAX_SCALING, max(MIN_SCALING, farthest / (TRAINING_MAX_DEPTH * options.known_fraction)))
 
 
 def network_size(model, options: CompletionOptions) -> tuple[int, int]:
@@ -108,6 +152,17 @@ class LearnedCompleter:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
+    def estimate(self, image: Tensor, camera: Camera) -> DepthEstimate:  # [H, W, 3] -> values [H, W]
+        """Metric depth of a view with nothing known (Invisible Stitch's first view): the completer at scale 1.
+
+        With ``scaling`` None the network's range is then its training range, 1 mm to 10 m (rooms, not streets);
+        a fixed ``scaling`` s stretches it to 10·s.
+        """
+        height, width = image.shape[:2]
+        nothing = torch.zeros(height, width, dtype=torch.bool, device=image.device)
+        depth = self.complete(image, torch.zeros(height, width, device=image.device), nothing, camera)
+        return DepthEstimate(depth, "metric")
+
     def _infer(self, x: Tensor) -> Tensor:  # [1, 5, H, W] -> [1, 1, H, W] metric (in units of scaling)
         height, width = x.shape[-2:]
         if self.options.pad:
@@ -140,8 +195,8 @@ class LearnedCompleter:
                 f"known_depth {tuple(known_depth.shape)} and known_mask {tuple(known_mask.shape)} must match the "
                 f"image's [H, W] = {tuple(image.shape[:2])}"
             )
-        scaling = float(self.options.scaling)
         valid = known_mask & (known_depth > 0)
+        scaling = view_scaling(known_depth, valid, self.options)
         sparse = torch.where(valid, known_depth, torch.zeros_like(known_depth)).float().cpu()
         rgb = image.detach().float().clamp(0, 1).cpu().permute(2, 0, 1)  # [3, H, W]
         x = torch.cat([rgb, (sparse / (scaling * TRAINING_MAX_DEPTH))[None], valid.float().cpu()[None]])[None]

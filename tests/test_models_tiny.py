@@ -5,13 +5,14 @@ loading functions (``from_pretrained`` on a folder), offline, with a socket guar
 from __future__ import annotations
 
 import threading
+from types import SimpleNamespace
 
 import pytest
 import torch
 
 from core.cameras import make_cameras
 from core.components import Cancelled, DepthCompleter, DepthEstimator, Outpainter
-from models.completion import CompletionOptions, LearnedCompleter, load_completer
+from models.completion import TRAINING_MAX_DEPTH, CompletionOptions, LearnedCompleter, load_completer, view_scaling
 from models.depth import DepthOptions, depth_kind, load_depth_estimator
 from models.diffusion import DiffusionOptions, DiffusionOutpainter, load_outpainter
 from tests.netguard import no_network, tiny_models  # noqa: F401  (fixtures)
@@ -154,3 +155,68 @@ def test_sdxl_inpainting_folder_loads_by_its_model_index(tmp_path, no_network):
     image, fill = _scene()
     out = painter.outpaint(image, fill, "a street", "", seed=1)
     assert out.shape == image.shape and torch.equal(out[~fill], image[~fill])
+
+
+# --- the completer's depth channel stays in its training range (issue 13) -------------------------------------------
+
+
+class _EchoCompleterNet(torch.nn.Module):
+    """Stands in for the 5-channel ZoeDepth: records the depth channel it sees and predicts it back (× 10 m), i.e.
+    a network that trusts its sparse input; where nothing is known it predicts the largest depth it was shown."""
+
+    def __init__(self):
+        super().__init__()
+        self.anchor = torch.nn.Parameter(torch.zeros(1))
+        self.config = SimpleNamespace(backbone_config=SimpleNamespace(num_channels=5, image_size=64))
+        self.seen: list[torch.Tensor] = []
+
+    def forward(self, pixel_values):
+        depth_channel = pixel_values[:, 3]  # [1, h, w]
+        self.seen.append(depth_channel.clone())
+        mask = pixel_values[:, 4] > 0.5
+        farthest = depth_channel[mask].max() if bool(mask.any()) else torch.tensor(0.5)
+        return SimpleNamespace(predicted_depth=torch.where(mask, depth_channel, farthest) * TRAINING_MAX_DEPTH)
+
+
+@pytest.mark.parametrize("farthest_m", [2.0, 20.0, 80.0])
+def test_completer_depth_channel_stays_in_training_range(farthest_m):
+    net = _EchoCompleterNet()
+    completer = LearnedCompleter(net, CompletionOptions(flip_tta=False, restore_known=False))
+    height, width = 32, 48
+    known_depth = torch.linspace(0.25 * farthest_m, farthest_m, width).expand(height, width).clone()
+    known_mask = torch.zeros(height, width, dtype=torch.bool)
+    known_mask[:, : width // 2] = True
+    known_mask[:, -4:] = True  # the farthest column is known too
+    known_depth = torch.where(known_mask, known_depth, torch.zeros_like(known_depth))
+    camera = make_cameras("single", (width, height))[0]
+
+    depth = completer.complete(torch.rand(height, width, 3), known_depth, known_mask, camera)
+
+    channel = net.seen[0]
+    assert float(channel.min()) >= 0.0 and float(channel.max()) <= 1.0  # inside depth / 10 in [0, 1]
+    assert float(channel.max()) >= 0.4  # and using it: the farthest known depth lands near the middle (0.5)
+    inner = torch.zeros_like(known_mask)  # away from the mask's and the image's edges, where resizing mixes values
+    inner[4:-4, 2 : width // 2 - 3] = True
+    assert torch.allclose(depth[inner], known_depth[inner], rtol=0.03)  # s in, s out: metres come back as metres
+    assert float(depth[~known_mask].max()) == pytest.approx(farthest_m, rel=0.05)
+
+
+def test_completer_fixed_scaling_and_partial_user_map_use_the_same_rule():
+    fixed = LearnedCompleter(_EchoCompleterNet(), CompletionOptions(scaling=0.5, flip_tta=False))
+    assert view_scaling(torch.full((4, 4), 30.0), torch.ones(4, 4, dtype=torch.bool), fixed.options) == 0.5
+    auto = CompletionOptions()
+    valid = torch.zeros(4, 4, dtype=torch.bool)
+    valid[0] = True
+    depth = torch.where(valid, torch.full((4, 4), 15.0), torch.zeros(4, 4))
+    assert view_scaling(depth, valid, auto) == pytest.approx(15.0 / (TRAINING_MAX_DEPTH * auto.known_fraction))
+    assert view_scaling(depth, torch.zeros_like(valid), auto) == 1.0  # nothing known: the training scale
+    with pytest.raises(ValueError, match="scaling"):
+        CompletionOptions(scaling=0.0)
+
+
+def test_completer_as_view0_estimator_is_metric(tiny_models, no_network):
+    completer = load_completer(str(tiny_models["completer"]), device="cpu", options=CompletionOptions(flip_tta=False))
+    assert isinstance(completer, DepthEstimator)
+    estimate = completer.estimate(torch.rand(48, 64, 3), make_cameras("single", (64, 48))[0])
+    assert estimate.kind == "metric" and estimate.values.shape == (48, 64)
+    assert float(estimate.values.min()) > 0 and float(estimate.values.max()) <= TRAINING_MAX_DEPTH * 1.01
