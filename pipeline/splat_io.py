@@ -67,7 +67,7 @@ def check_splats(splats: Splats) -> None:
 def prepare_for_export(splats: Splats, max_splats: int = MAX_SPLATS) -> Splats:
     """Checked, detached, float32, unit quaternions, and at most ``max_splats`` (the most opaque are kept)."""
     check_splats(splats)
-    s = Splats(*(t.detach().to("cpu", torch.float32) for t in splats._tensors()))
+    s = Splats(*(t.detach().to("cpu", torch.float32) for t in splats.tensors()))
     if len(s) > max_splats:
         keep = torch.argsort(s.opacities, descending=True, stable=True)[:max_splats]
         s = s.select(torch.sort(keep).values)

@@ -7,16 +7,15 @@ written to a temp name in the same directory and renamed into place (atomic).
 
 from __future__ import annotations
 
-import math
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch import Tensor
+from kornia.geometry.conversions import axis_angle_to_rotation_matrix, rotation_matrix_to_axis_angle
 
-from core.cameras import Camera, rigid_inverse
+from core.cameras import Camera, rigid_inverse, rotation_yaw_pitch
 from core.components import Cancelled
 from core.files import atomic_path
 from core.images import to_uint8
@@ -28,25 +27,6 @@ VIDEO_QUALITY = 7
 """imageio-ffmpeg quality 0-10 (10 best); 7 keeps a 30 s 512×384 clip to a few MB."""
 MAX_VIDEO_FRAMES = 3600
 """Refuse paths longer than this (2.5 min at 24 fps): a typo in steps must not render for hours."""
-
-
-def _rotation_log(R: Tensor) -> Tensor:  # [3, 3] -> [3] axis-angle (angle < π)
-    cos = ((R.trace() - 1) / 2).clamp(-1.0, 1.0)
-    angle = torch.acos(cos)
-    vec = torch.stack([R[2, 1] - R[1, 2], R[0, 2] - R[2, 0], R[1, 0] - R[0, 1]])
-    sin = torch.sin(angle)
-    if float(sin.abs()) < 1e-9:
-        return torch.zeros(3, dtype=R.dtype)
-    return vec * (angle / (2 * sin))
-
-
-def _rotation_exp(omega: Tensor) -> Tensor:  # [3] -> [3, 3]
-    angle = float(omega.norm())
-    if angle < 1e-12:
-        return torch.eye(3, dtype=omega.dtype)
-    k = omega / angle
-    kx = torch.tensor([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]], dtype=omega.dtype)
-    return torch.eye(3, dtype=omega.dtype) + math.sin(angle) * kx + (1 - math.cos(angle)) * (kx @ kx)
 
 
 def interpolate_cameras(cameras: list[Camera], steps_per_segment: int = 24, loop: bool = False) -> list[Camera]:
@@ -64,11 +44,13 @@ def interpolate_cameras(cameras: list[Camera], steps_per_segment: int = 24, loop
         return [first]
     out = []
     for a, b in zip(keys[:-1], keys[1:]):
-        omega = _rotation_log(a[:3, :3].T @ b[:3, :3])
+        omega = rotation_matrix_to_axis_angle((a[:3, :3].T @ b[:3, :3])[None])  # [1, 3] relative turn
+        fractions = torch.arange(steps_per_segment, dtype=torch.float64)[:, None] / steps_per_segment  # [S, 1]
+        turns = axis_angle_to_rotation_matrix(omega * fractions)  # [S, 3, 3] geodesic interpolation
         for step in range(steps_per_segment):
             t = step / steps_per_segment
             c2w = torch.eye(4, dtype=torch.float64)
-            c2w[:3, :3] = a[:3, :3] @ _rotation_exp(omega * t)
+            c2w[:3, :3] = a[:3, :3] @ turns[step]
             c2w[:3, 3] = (1 - t) * a[:3, 3] + t * b[:3, 3]
             out.append(Camera(first.K, rigid_inverse(c2w).to(first.world_to_cam), first.height, first.width))
     if not loop:
@@ -87,12 +69,8 @@ def orbit_cameras(base: Camera, num_frames: int = 120, degrees: float = 360.0, r
     c2w0 = base.cam_to_world.double().cpu()
     out = []
     for i in range(num_frames):
-        yaw = math.radians(degrees * i / num_frames)
-        turn = torch.tensor(
-            [[math.cos(yaw), 0, math.sin(yaw)], [0, 1, 0], [-math.sin(yaw), 0, math.cos(yaw)]], dtype=torch.float64
-        )  # yaw to the right about world -y (OpenCV: y is down)
         c2w = torch.eye(4, dtype=torch.float64)
-        c2w[:3, :3] = turn @ c2w0[:3, :3]
+        c2w[:3, :3] = rotation_yaw_pitch(degrees * i / num_frames, 0.0) @ c2w0[:3, :3]  # about world y
         c2w[:3, 3] = c2w0[:3, 3] - radius * c2w[:3, 2]
         out.append(Camera(base.K, rigid_inverse(c2w).to(base.world_to_cam), base.height, base.width))
     return out

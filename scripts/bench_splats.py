@@ -20,77 +20,8 @@ from dataclasses import dataclass
 
 import torch
 
-from core.cameras import Camera, make_cameras
-from core.geometry import project, ray_directions
-from core.types import Frame, PointCloud
+from evaluation.splat_scenes import synthetic_room
 from pipeline.splats import SplatConfig, fit_splats
-
-ROOM_HALF_EXTENT = (3.0, 1.5, 4.0)
-"""Half sizes (x, y, z) of the box room around the first camera, in metres."""
-SPHERE_CENTER = (0.6, 0.3, 2.2)
-SPHERE_RADIUS = 0.5
-"""A sphere in front of the first camera, so the scene has a depth discontinuity."""
-TEXTURE_FREQUENCY = 4.0
-"""Radians per metre of the procedural texture: a few stripes per wall, resolvable at 256 px."""
-
-
-def texture(points: torch.Tensor) -> torch.Tensor:  # [..., 3] -> [..., 3] in [0, 1]
-    """A smooth, view-independent colour field, so every view of the synthetic scene is consistent."""
-    p = points * TEXTURE_FREQUENCY
-    r = 0.5 + 0.4 * torch.sin(p[..., 0] + 0.5 * p[..., 1])
-    g = 0.5 + 0.4 * torch.sin(p[..., 1] * 1.3 + p[..., 2] * 0.7 + 1.0)
-    b = 0.5 + 0.4 * torch.sin(p[..., 2] * 1.1 - p[..., 0] * 0.6 + 2.0)
-    return torch.stack([r, g, b], dim=-1)
-
-
-def _room_depth(camera: Camera) -> torch.Tensor:  # [H, W] z-depth of the first surface hit
-    dirs_cam = ray_directions(camera.height, camera.width, camera.K.float())  # z = 1, so ray t == z-depth
-    c2w = camera.cam_to_world.float()
-    dirs = dirs_cam @ c2w[:3, :3].T
-    origin = c2w[:3, 3]
-    half = torch.tensor(ROOM_HALF_EXTENT)
-    safe = torch.where(dirs.abs() > 1e-9, dirs, torch.full_like(dirs, 1e-9))
-    t_box = ((torch.sign(safe) * half - origin) / safe).amin(dim=-1)  # exit distance from inside the box
-    oc = origin - torch.tensor(SPHERE_CENTER)
-    a = (dirs * dirs).sum(-1)
-    b = 2 * (dirs * oc).sum(-1)
-    c = (oc * oc).sum() - SPHERE_RADIUS**2
-    disc = b * b - 4 * a * c
-    t_sphere = (-b - torch.sqrt(disc.clamp_min(0))) / (2 * a)
-    hit = (disc > 0) & (t_sphere > 0)
-    return torch.where(hit, torch.minimum(t_sphere, t_box), t_box)
-
-
-def render_room(camera: Camera) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # [H, W, 3], [H, W], [H, W, 3]
-    """Exact colour, z-depth and world point of every pixel of the synthetic room seen from ``camera``."""
-    depth = _room_depth(camera)
-    rays = ray_directions(camera.height, camera.width, camera.K.float()) * depth[..., None]
-    world = rays @ camera.cam_to_world[:3, :3].float().T + camera.cam_to_world[:3, 3].float()
-    return texture(world), depth, world
-
-
-def synthetic_room(mode: str = "stage", height: int = 192, width: int = 256) -> tuple[list[Frame], PointCloud]:
-    """Frames along a camera path in the textured room, and the fused cloud the grow loop would build."""
-    cameras = make_cameras(mode, (width, height))
-    frames: list[Frame] = []
-    clouds: list[PointCloud] = []
-    for index, camera in enumerate(cameras):
-        rgb, depth, world = render_room(camera)
-        fill = torch.ones(height, width, dtype=torch.bool)
-        flat = world.reshape(-1, 3)
-        for earlier in frames:  # generated = not inside any earlier frame's image
-            uv, z = project(flat, earlier.camera.K.float(), earlier.camera.world_to_cam.float())
-            seen = (z > 0) & (uv[:, 0] >= 0) & (uv[:, 0] < width) & (uv[:, 1] >= 0) & (uv[:, 1] < height)
-            fill &= ~seen.reshape(height, width)
-        frames.append(Frame(index, camera, rgb, depth, fill))
-        radii = 0.5 * depth / float(camera.K[0, 0])  # half a pixel at the point's depth
-        clouds.append(
-            PointCloud(world[fill], rgb[fill], radii[fill], torch.full((int(fill.sum()),), index, dtype=torch.long))
-        )
-    cloud = clouds[0]
-    for more in clouds[1:]:
-        cloud = cloud.cat(more)
-    return frames, cloud
 
 
 @dataclass

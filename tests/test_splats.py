@@ -10,6 +10,8 @@ import torch
 from core.cameras import Camera, intrinsics, pose, rotation_yaw_pitch
 from core.components import Cancelled, RenderResult
 from core.types import PointCloud
+from evaluation.splat_scenes import render_room, synthetic_room
+from pipeline.job import thin_cloud
 from pipeline.splats import (
     SPLAT_PRESETS,
     LearningRates,
@@ -20,14 +22,16 @@ from pipeline.splats import (
     SplatParams,
     Splats,
     StrategyState,
-    dilate,
     fit_splats,
     init_from_cloud,
     masked_psnr,
     splat_preset,
+    step_budget,
 )
-from renderers.gaussians import GaussianRender
-from scripts.bench_splats import render_room, synthetic_room
+from pipeline.splats.colors import solve_colors
+from pipeline.splats.views import frame_target
+from renderers.gaussians import GaussianRender, TorchGaussianRasterizer
+from renderers.points import TorchPointRenderer
 
 H, W = 48, 64  # tiny frames: every test here runs in seconds on 2 cores
 
@@ -46,14 +50,20 @@ def stage():
     return synthetic_room("stage", H, W)
 
 
-def _camera(yaw_deg: float) -> Camera:
+@pytest.fixture(scope="module")
+def stage_medium():
+    """The quality tests need a few pixels per texture stripe: at 64×48 the z-buffer and the splats tie."""
+    return synthetic_room("stage", 2 * H, 2 * W)
+
+
+def _camera(yaw_deg: float, scale: int = 1) -> Camera:
     w2c = pose(rotation_yaw_pitch(yaw_deg, 0.0)).float()
-    return Camera(intrinsics(H, W), w2c, H, W)
+    return Camera(intrinsics(scale * H, scale * W), w2c, scale * H, scale * W)
 
 
 def test_init_keeps_points_colours_and_footprints(stage):
     _, cloud = stage
-    splats = init_from_cloud(cloud, SplatInitConfig(scale_source="radius", sh_degree=2))
+    splats = init_from_cloud(cloud, SplatInitConfig(scale_source="radius", sh_degree=2, opacity=0.9))
     assert len(splats) == len(cloud)
     torch.testing.assert_close(splats.means, cloud.points)
     torch.testing.assert_close(splats.rgb, cloud.colors, atol=1e-6, rtol=0)
@@ -61,6 +71,8 @@ def test_init_keeps_points_colours_and_footprints(stage):
     assert splats.shN.shape == (len(cloud), 8, 3) and splats.sh_degree == 2 and (splats.shN == 0).all()
     assert torch.allclose(torch.sigmoid(splats.opacities), torch.tensor(0.9))
     assert (splats.quats == torch.tensor([1.0, 0, 0, 0])).all()
+    thinned = thin_cloud(cloud, len(cloud) // 4)  # every 4th point stands for 4: twice the footprint radius
+    torch.testing.assert_close(torch.exp(init_from_cloud(thinned).scales[:, 0]), 2 * cloud.radii[::4])
 
 
 def test_knn_sizes_are_bounded_and_max_never_shrinks(stage):
@@ -97,6 +109,31 @@ def test_unfitted_splats_already_look_like_the_scene(stage):
         assert out.alpha.mean() > 0.97
 
 
+def _held_out_psnr(render_fn) -> float:
+    """Mean PSNR against the exact room over four views between and around the stage's (never trained on)."""
+    cameras = [_camera(yaw, scale=2) for yaw in (12.5, -12.5, 6.0, -6.0)]
+    return sum(masked_psnr(render_fn(c), render_room(c)[0]) for c in cameras) / len(cameras)
+
+
+def test_colour_solve_sharpens_the_first_render_beyond_the_point_cloud(stage_medium):
+    """Init + colour solve: the frames are reproduced much better than with the points' own colours, and views off
+    the path look at least as good as the z-buffer render of the cloud."""
+    frames, cloud = stage_medium
+    points = TorchPointRenderer()
+    splats = init_from_cloud(cloud)
+    targets = [frame_target(f, i, "all", 0, None) for i, f in enumerate(frames)]
+    rasterizer = TorchGaussianRasterizer()
+    solved = solve_colors(splats, targets, rasterizer, 5, torch.zeros(3))
+    for frame in frames:
+        before = masked_psnr(splats.render(frame.camera, "torch").rgb, frame.rgb)
+        after = masked_psnr(solved.render(frame.camera, "torch").rgb, frame.rgb)
+        assert after > before + 2.0, (before, after)
+    cloud_psnr = _held_out_psnr(lambda c: points.render(cloud.points, cloud.colors, c, cloud.radii).rgb)
+    assert _held_out_psnr(lambda c: solved.render(c, "torch").rgb) >= cloud_psnr
+    torch.testing.assert_close(solved.scales, splats.scales)  # only colours change
+    assert solve_colors(splats, targets, rasterizer, 0, torch.zeros(3)) is splats
+
+
 def test_fit_lowers_loss_and_generalises_to_held_out_views(stage):
     frames, cloud = stage
     g = torch.Generator().manual_seed(0)
@@ -109,16 +146,43 @@ def test_fit_lowers_loss_and_generalises_to_held_out_views(stage):
     held_out = [_camera(12.5), _camera(-12.5)]
     before = init_from_cloud(noisy)
     psnr_before = [masked_psnr(before.render(c, "torch").rgb, render_room(c)[0]) for c in held_out]
-    config = SplatConfig(iterations=60, rasterizer="torch", lr=LearningRates(sh0=1e-2))
+    config = SplatConfig(
+        iterations=60, iterations_per_view=None, stop_on_plateau=False, color_solve_iterations=0,
+        rasterizer="torch", lr=LearningRates(sh0=1e-2),
+    )  # fmt: skip
     result = fit_splats(frames, noisy, config)
-    assert len(result.losses) == 60 and result.backend == "torch" and result.seconds > 0
+    assert len(result.losses) == 60 and result.iterations == 60 and result.backend == "torch" and result.seconds > 0
     first, last = sum(result.losses[:6]) / 6, sum(result.losses[-6:]) / 6
     assert last < 0.7 * first
     psnr_after = [masked_psnr(result.splats.render(c, "torch").rgb, render_room(c)[0]) for c in held_out]
     assert min(psnr_after) > 24.0, psnr_after
     assert min(a - b for a, b in zip(psnr_after, psnr_before)) > 4.0
     assert len(result.psnr) == len(frames) and min(result.psnr) > 24.0
-    assert all(torch.isfinite(t).all() for t in result.splats._tensors())
+    assert all(torch.isfinite(t).all() for t in result.splats.tensors())
+
+
+def test_default_fit_stops_on_a_held_out_plateau_and_beats_the_point_render(stage_medium):
+    frames, cloud = stage_medium
+    config = SplatConfig(iterations=10_000, iterations_per_view=None, rasterizer="torch", plateau_every=5)
+    seen = []
+    result = fit_splats(frames, cloud, config, progress=lambda s, t, loss: seen.append((s, t)))
+    assert 0 < result.iterations < 10_000 and len(result.losses) == result.iterations
+    assert len(result.holdout_psnr) >= 1 + config.plateau_patience
+    best = max(result.holdout_psnr)
+    assert result.holdout_psnr[0] <= best and best >= max(result.holdout_psnr[-config.plateau_patience :])
+    fractions = [s / t for s, t in seen]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0 and len(set(t for _, t in seen)) == 2
+    points = TorchPointRenderer()
+    cloud_psnr = _held_out_psnr(lambda c: points.render(cloud.points, cloud.colors, c, cloud.radii).rgb)
+    assert _held_out_psnr(lambda c: result.splats.render(c, "torch").rgb) >= cloud_psnr
+
+
+def test_fit_work_follows_the_number_of_views(stage):
+    frames, cloud = stage
+    config = SplatConfig(iterations=300, iterations_per_view=4, stop_on_plateau=False, rasterizer="torch")
+    assert step_budget(config, 1) == 4 and step_budget(config, 3) == 12 and step_budget(config, 100) == 300
+    assert fit_splats(frames[:1], cloud, config).iterations == 4
+    assert fit_splats(frames, cloud, config).iterations == 12
 
 
 def test_positions_are_frozen_by_default(stage):
@@ -153,17 +217,14 @@ def test_pose_refinement_and_supporting_views_run(stage):
         iterations=6, rasterizer="torch", pose_refinement=True, support_views_per_frame=1, fit_max_side=32
     )
     result = fit_splats(frames, cloud, config, support_renderer=render_support)
-    assert len(calls) == len(frames)
+    assert len(calls) == len(frames) + config.holdout_views  # supporting views, then the held-out ones
     assert not torch.allclose(calls[0].world_to_cam, frames[0].camera.world_to_cam)  # jittered
     assert len(result.psnr) == len(frames) and all(p > 15 for p in result.psnr)
     torch.testing.assert_close(result.world_to_cam[0], frames[0].camera.world_to_cam)  # the anchor stays put
     assert all(m.shape == (4, 4) and torch.isfinite(m).all() for m in result.world_to_cam)
 
 
-def test_masks_and_presets():
-    mask = torch.zeros(7, 7, dtype=torch.bool)
-    mask[3, 3] = True
-    assert int(dilate(mask, 1).sum()) == 9 and dilate(mask, 0) is mask
+def test_presets():
     assert [SPLAT_PRESETS[k].iterations for k in ("draft", "default", "high")] == [100, 300, 1000]
     assert splat_preset("high", iterations=5).iterations == 5
     with pytest.raises(ValueError, match="unknown splat preset"):
