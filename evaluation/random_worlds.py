@@ -169,12 +169,19 @@ def _material(rng: np.random.Generator, size: tuple[float, float] = (0.3, 2.0), 
     return Material(tile_albedo(random_tile(rng), float(rng.uniform(*size))), emissive=emissive)
 
 
-def _face_split(up: Material, down: Material, side: Material) -> Material:
-    """One material per facing: floor-like faces (normal -y), ceiling-like faces (+y) and the rest."""
+def _face_split(up: Material, down: Material, side: Material, *walls: Material) -> Material:
+    """One material per facing: floor-like faces (normal -y), ceiling-like faces (+y) and the rest (``side``).
+
+    ``walls`` (optional, four) give the faces looking along +x, -x, +z and -z their own materials (accent walls).
+    """
+    facings = [(up, lambda n: n[:, 1] < -0.5), (down, lambda n: n[:, 1] > 0.5)]
+    for material, (axis, sign) in zip(walls, ((0, 1.0), (0, -1.0), (2, 1.0), (2, -1.0))):
+        facings.append((material, lambda n, axis=axis, sign=sign: n[:, axis] * sign > 0.5))
 
     def albedo(points: Tensor, normals: Tensor) -> Tensor:
         out = side.albedo(points, normals)
-        for material, mask in ((up, normals[:, 1] < -0.5), (down, normals[:, 1] > 0.5)):
+        for material, select in facings:
+            mask = select(normals)
             if mask.any():
                 out[mask] = material.albedo(points[mask], normals[mask])
         return out
@@ -254,10 +261,12 @@ def _room(rng: np.random.Generator, seed: int) -> ProceduralWorld:
     x0 = -float(np.clip(width * rng.uniform(0.3, 0.7), CLEAR_RADIUS, width - CLEAR_RADIUS))
     z0 = -float(np.clip(depth * rng.uniform(0.3, 0.7), CLEAR_RADIUS, depth - CLEAR_RADIUS))
     x1, z1 = x0 + width, z0 + depth
+    paint = _material(rng, (0.5, 2.0))
+    walls = [paint if rng.random() < 0.6 else _material(rng, (0.5, 2.0)) for _ in range(4)]  # some accent walls
     shell = Box(
         (x0, ceiling_y, z0),
         (x1, floor_y, z1),
-        _face_split(_material(rng, (0.4, 1.5)), _material(rng, (0.8, 2.0)), _material(rng, (0.5, 2.0))),
+        _face_split(_material(rng, (0.4, 1.5)), _material(rng, (0.8, 2.0)), paint, *walls),
     )
     primitives: list[Primitive] = [shell]
     bounds = ((x0, x1), (z0, z1))
@@ -269,7 +278,7 @@ def _room(rng: np.random.Generator, seed: int) -> ProceduralWorld:
         bz0, bz1 = sorted((corner_z, corner_z + (sz if corner_z == z0 else -sz)))
         if _clear_of_origin(bx0, bx1, bz0, bz1, CLEAR_RADIUS + 0.3):
             primitives.append(Box((bx0, ceiling_y, bz0), (bx1, floor_y, bz1), shell.material))
-    for _ in range(int(rng.integers(3, 10))):
+    for _ in range(int(rng.integers(5, 15))):
         what = rng.choice(["table", "table", "cabinet", "low", "shelf", "ball", "lamp"])
         if what == "table":
             spot = _footprint(rng, bounds, (0.6, 2.0), (0.6, 1.5))
