@@ -629,19 +629,29 @@ class GsplatRasterizer:
 
 
 def get_gaussian_rasterizer(
-    name: Literal["auto", "torch", "gsplat"] = "auto",
+    name: Literal["auto", "torch", "numba", "gsplat"] = "auto",
     settings: RasterSettings = RasterSettings(),
     device: torch.device | str | None = None,
 ) -> GaussianRasterizer:
     """A rasteriser by name. ``auto`` picks gsplat when the data lives on CUDA (``device``) and gsplat's kernels
-    are available, else the torch backend (CPU data always gets torch)."""
+    are available; for CPU data it picks the compiled backend (numba) when numba imports, else the torch one."""
     if name == "torch":
         return TorchGaussianRasterizer(settings)
+    if name in ("numba", "auto") and (device is None or torch.device(device).type == "cpu"):
+        try:
+            from renderers.gaussians_numba import NumbaGaussianRasterizer  # noqa: PLC0415 - lazy: optional numba
+        except ImportError:
+            if name == "numba":
+                raise ValueError("gaussian rasterizer 'numba' needs the numba package; use 'torch' or 'auto'") from None
+            return TorchGaussianRasterizer(settings)
+        return NumbaGaussianRasterizer(settings)
+    if name == "numba":
+        raise ValueError(f"gaussian rasterizer 'numba' runs on CPU data, got device {device}; use 'gsplat' or 'auto'")
     if name == "gsplat":
         if not gsplat_available():
             raise ValueError("gaussian rasterizer 'gsplat' needs CUDA and a working nvcc; use 'torch' or 'auto'")
         return GsplatRasterizer(settings)
     if name == "auto":
-        on_cuda = device is not None and torch.device(device).type == "cuda"
+        on_cuda = torch.device(device).type == "cuda"
         return GsplatRasterizer(settings) if on_cuda and gsplat_available() else TorchGaussianRasterizer(settings)
-    raise ValueError(f"unknown gaussian rasterizer {name!r}: expected 'auto', 'torch' or 'gsplat'")
+    raise ValueError(f"unknown gaussian rasterizer {name!r}: expected 'auto', 'torch', 'numba' or 'gsplat'")

@@ -1,0 +1,825 @@
+"""A compiled CPU Gaussian rasteriser (forward and backward) for splat fitting, with numba.
+
+The decomposition is gsplat's: projection (means, quats, scales -> 2D means, conics, depths) and SH colours stay in
+torch autograd (:func:`renderers.gaussians.project_gaussians`, :func:`renderers.gaussians.gaussian_colors`); only
+the 2D stage -- per-Gaussian 2D mean, conic, opacity, RGB and depth -> image RGB, alpha and alpha-weighted depth --
+is one :class:`torch.autograd.Function` whose forward and backward are numba kernels. The image model is the one of
+:mod:`renderers.gaussians` (gsplat "classic"), so this backend equals the dense reference up to float32 rounding.
+
+How the 2D stage works:
+
+1. Binning (serial, no gradients): each drawn Gaussian's footprint is its alpha >= ALPHA_MIN ellipse,
+   ``dᵀ Q d <= 2 ln(255 · opacity)`` with Q the conic, whose bounding box gives the 16×16 tiles it touches. Tiles are
+   filled by a counting sort (count, prefix sum, fill) over the Gaussians taken front to back, so each tile's list
+   is already depth-sorted: a stable sort by (tile, depth) in O(pairs).
+2. Forward (``prange`` over tiles, biggest tiles first): each tile walks its list front to back and, for each
+   Gaussian, visits only the pixels inside its ellipse (the x-span of every row is solved from the quadratic, then
+   checked pixel by pixel with the exact alpha), so the work is the contributing (Gaussian, pixel) pairs plus two
+   per row. Per pixel it keeps the transmittance, stops before the Gaussian that would take it to
+   TRANSMITTANCE_MIN or below, and stores the final transmittance and the last contributor for the backward pass.
+3. Backward (``prange`` over tiles): each tile walks its list back to front, recovering the transmittance before
+   each contributor by division (T_before = T_after / (1 - alpha)) and the colour behind it as a running sum; the
+   gradient of one Gaussian within one tile is summed in registers and written to that (tile, Gaussian) entry.
+   Entries belong to exactly one tile, so there are no races; a serial pass adds the entries per Gaussian.
+   The result is deterministic whatever the thread count.
+
+Threading: numba's ``workqueue`` layer (no spin-waiting pool, no extra dependency; see THREADING_LAYER), the thread
+count from the CPUs this process may use (affinity and cgroup quota), tiles handed out dynamically so that a
+thread slowed by a competing process does not hold up the others. Kernel launches are serialised by a lock because
+the workqueue layer must not be entered from two Python threads at once (the app renders from worker threads).
+
+Kernels are float32 and compiled on first use (``cache=True``: once per machine, a few seconds, then loaded from
+numba's cache). Inputs may be float32 or float64; the 2D stage runs in float32 and its outputs are cast back.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+
+import numba
+import numpy as np
+import torch
+from numba import njit, prange
+from torch import Tensor
+
+from core.cameras import Camera
+from renderers.gaussians import (
+    ALPHA_MAX,
+    ALPHA_MIN,
+    FOV_CLAMP_MARGIN,
+    TRANSMITTANCE_MIN,
+    GaussianRender,
+    RasterCache,
+    RasterSettings,
+    _check_inputs,
+    gaussian_colors,
+    project_gaussians,
+)
+
+TILE_SIZE = 16
+"""Tile edge in pixels (gsplat's): one tile's per-pixel state (256 pixels × 7 floats) stays in L1 cache, and an
+image of 256×192 gives 192 tiles, enough to balance two to a few dozen threads."""
+THREADING_LAYER = "workqueue"
+"""numba's own thread pool: its workers sleep on a condition variable instead of spin-waiting (OpenMP's default
+under torch's libgomp), needs no extra package (TBB would), and measured on a loaded 2-core machine it degrades
+no worse than "omp" with OMP_WAIT_POLICY=PASSIVE (scripts/bench_raster.py). Used unless NUMBA_THREADING_LAYER
+is set in the environment."""
+PARALLEL_CHUNK_TILES = 1
+"""Tiles are handed to threads one at a time (dynamic scheduling) instead of numba's default static split:
+a thread that loses its core to another process then delays the frame by one tile, not by half the image."""
+SPAN_MARGIN_PX = 1
+"""Pixels added on each side of a footprint's bounding box (float64, once per Gaussian): absorbs rounding; rows of
+the box that miss the ellipse cost one test each."""
+SPAN_SLACK_PX = 1e-3
+"""A row's solved span (float32) is widened by this much on each side, far more than its rounding error (~1e-5 px
+at 256 px), so a pixel centred on the alpha = ALPHA_MIN boundary is still tested with the exact alpha; a whole
+pixel of margin would test two extra pixels per row, about as many as the row's real pairs for small splats."""
+PARALLEL_CHUNK_GAUSSIANS = 4096
+"""Gaussians per work item in the projection kernels: uniform, cheap work, so large items (little scheduling) that
+still leave a few dozen items at 100k Gaussians for dynamic balancing."""
+PACKED_COLUMNS = 10
+"""Per-Gaussian values of the 2D stage, one float32 row each: u, v, conic a, b, c, opacity, r, g, b, z."""
+
+# float32 constants, so that numba keeps the kernels' arithmetic in float32 (Python floats would promote to float64)
+_F_HALF = np.float32(0.5)
+_F_ONE = np.float32(1.0)
+_F_ZERO = np.float32(0.0)
+_F_ALPHA_MAX = np.float32(ALPHA_MAX)
+_F_ALPHA_MIN = np.float32(ALPHA_MIN)
+_F_T_MIN = np.float32(TRANSMITTANCE_MIN)
+_F_SLACK = np.float32(SPAN_SLACK_PX)
+
+if "NUMBA_THREADING_LAYER" not in os.environ:
+    numba.config.THREADING_LAYER = THREADING_LAYER
+_KERNEL_LOCK = threading.Lock()
+
+
+def available_cpus() -> int:
+    """CPUs this process may actually use: its affinity mask, lowered by a cgroup v2 CPU quota when one is set."""
+    count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        with open("/sys/fs/cgroup/cpu.max") as f:
+            quota, period = f.read().split()[:2]
+        if quota != "max":
+            count = min(count, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass  # no cgroup v2 quota visible: the affinity mask is the limit
+    return max(1, count)
+
+
+def _set_threads(chunk: int) -> None:
+    """numba's thread count and chunk size are per calling thread; set them before each launch (cheap)."""
+    numba.set_num_threads(min(available_cpus(), numba.config.NUMBA_NUM_THREADS))
+    numba.set_parallel_chunksize(chunk)
+
+
+# --- binning (serial, no gradients) -------------------------------------------------------------------------------
+# Drawn Gaussians are renumbered front to back ("ranks") and their values copied into one float32 table in that
+# order, so that a tile walking its list reads memory in increasing order instead of jumping across all N.
+SORTED_COLUMNS = 13
+"""Columns of the depth-sorted table: the 10 packed values, then the footprint's row-span coefficients
+(slope = b/a, k0 = 2t/a, k1 = det(Q)/a², see _footprints)."""
+
+
+@njit(cache=True)
+def _footprints(
+    packed,  # [M, 10] float32
+    valid,  # [M] bool
+    height,
+    width,
+):
+    """Per Gaussian: the alpha >= ALPHA_MIN ellipse's row-span coefficients, pixel bounding box and radius.
+
+    With Q = [[a, b], [b, c]] the conic and t = ln(255 · opacity), the footprint is 0.5 dᵀ Q d <= t. Along the
+    row at offset dy it spans dx + (b/a) dy = ± sqrt(2t/a - det(Q)/a² · dy²), and its extents are sqrt(2t Σxx),
+    sqrt(2t Σyy) with Σ = Q⁻¹. Radius 0 = not drawn (invalid, too faint or off-screen).
+    """
+    m = packed.shape[0]
+    span = np.zeros((m, 3), np.float32)  # [M, 3] slope, k0, k1
+    box = np.zeros((m, 4), np.int32)  # [M, 4] first/last pixel column, first/last pixel row (inclusive)
+    radii = np.zeros(m, np.int32)  # [M]
+    for g in range(m):
+        u, v = np.float64(packed[g, 0]), np.float64(packed[g, 1])
+        a, b, c, opacity = np.float64(packed[g, 2]), np.float64(packed[g, 3]), np.float64(packed[g, 4]), packed[g, 5]
+        det = a * c - b * b
+        if not valid[g] or not (opacity >= _F_ALPHA_MIN) or not (det > 0.0) or not (a > 0.0):
+            continue
+        if not (np.isfinite(u) and np.isfinite(v) and np.isfinite(det)):
+            continue
+        t = np.float64(math.log(opacity / _F_ALPHA_MIN))
+        ex = min(math.sqrt(2.0 * t * c / det), 1e7)  # clipped: beyond any image, and safe to convert to int
+        ey = min(math.sqrt(2.0 * t * a / det), 1e7)
+        x0 = max(0, math.ceil(u - ex - 0.5) - SPAN_MARGIN_PX)
+        x1 = min(width - 1, math.floor(u + ex - 0.5) + SPAN_MARGIN_PX)
+        y0 = max(0, math.ceil(v - ey - 0.5) - SPAN_MARGIN_PX)
+        y1 = min(height - 1, math.floor(v + ey - 0.5) + SPAN_MARGIN_PX)
+        radius = math.ceil(max(ex, ey))
+        if x0 > x1 or y0 > y1 or radius <= 0:
+            continue
+        span[g, 0], span[g, 1], span[g, 2] = b / a, 2.0 * t / a, det / (a * a)
+        box[g, 0], box[g, 1], box[g, 2], box[g, 3] = x0, x1, y0, y1
+        radii[g] = radius
+    return span, box, radii
+
+
+@njit(cache=True)
+def _sorted_table(
+    packed,  # [M, 10] float32
+    span,  # [M, 3] float32
+    box,  # [M, 4] int32
+    order,  # [D] int64, drawn Gaussians front to back
+):
+    """The drawn Gaussians' values [D, 13] and boxes [D, 4], in depth order."""
+    table = np.empty((order.shape[0], SORTED_COLUMNS), np.float32)
+    sorted_box = np.empty((order.shape[0], 4), np.int32)
+    for k in range(order.shape[0]):
+        g = order[k]
+        for col in range(PACKED_COLUMNS):
+            table[k, col] = packed[g, col]
+        for col in range(3):
+            table[k, PACKED_COLUMNS + col] = span[g, col]
+        for col in range(4):
+            sorted_box[k, col] = box[g, col]
+    return table, sorted_box
+
+
+@njit(cache=True)
+def _tile_lists(
+    box,  # [D, 4] int32, front to back
+    tiles_x,
+    tiles_y,
+):
+    """Counting sort of (tile, rank) pairs by tile; within a tile, ranks increase (front to back)."""
+    n_tiles = tiles_x * tiles_y
+    offsets = np.zeros(n_tiles + 1, np.int64)  # [T + 1]
+    for k in range(box.shape[0]):
+        for ty in range(box[k, 2] // TILE_SIZE, box[k, 3] // TILE_SIZE + 1):
+            for tx in range(box[k, 0] // TILE_SIZE, box[k, 1] // TILE_SIZE + 1):
+                offsets[ty * tiles_x + tx + 1] += 1
+    for t in range(n_tiles):
+        offsets[t + 1] += offsets[t]
+    fill = offsets[:-1].copy()
+    ranks = np.empty(offsets[n_tiles], np.int32)  # [E]
+    for k in range(box.shape[0]):
+        for ty in range(box[k, 2] // TILE_SIZE, box[k, 3] // TILE_SIZE + 1):
+            for tx in range(box[k, 0] // TILE_SIZE, box[k, 1] // TILE_SIZE + 1):
+                t = ty * tiles_x + tx
+                ranks[fill[t]] = k
+                fill[t] += 1
+    return offsets, ranks
+
+
+@njit(cache=True)
+def _row_span(u, slope, k0, k1, dy, x_lo, x_hi):
+    """Pixel columns of the row at offset ``dy`` inside a footprint (centre column u, row-span coefficients slope,
+    k0, k1 from _footprints), widened by SPAN_MARGIN_PX and clipped to [x_lo, x_hi]; lo > hi when the row misses
+    it. Scalars only: numba passes arrays to calls with reference counting, too slow for once per row."""
+    half2 = k0 - k1 * dy * dy
+    if half2 < _F_ZERO:
+        return 1, 0
+    half = np.float32(math.sqrt(half2))
+    centre = u - slope * dy - _F_HALF  # column whose centre is the span's middle
+    return max(x_lo, math.ceil(centre - half - _F_SLACK)), min(x_hi, math.floor(centre + half + _F_SLACK))
+
+
+# --- forward and backward kernels ---------------------------------------------------------------------------------
+
+
+@njit(parallel=True, cache=True)
+def _forward_kernel(
+    table,  # [D, 13] float32, front to back
+    box,  # [D, 4] int32
+    offsets,  # [T + 1] int64
+    ranks,  # [E] int32
+    tile_order,  # [T] int64, biggest tiles first
+    tiles_x,
+    height,
+    width,
+    out,  # [H, W, 5] float32: r, g, b, z, alpha (written)
+    final_t,  # [H, W] float32 (written)
+    last,  # [H, W] int32 entry index of the last contributor, -1 if none (written)
+):
+    for n in prange(tile_order.shape[0]):
+        tile = tile_order[n]
+        x0, y0 = (tile % tiles_x) * TILE_SIZE, (tile // tiles_x) * TILE_SIZE
+        x1, y1 = min(x0 + TILE_SIZE, width) - 1, min(y0 + TILE_SIZE, height) - 1
+        trans = np.ones(TILE_SIZE * TILE_SIZE, np.float32)  # [256]
+        accum = np.zeros((TILE_SIZE * TILE_SIZE, 4), np.float32)  # [256, 4] r, g, b, z
+        last_tile = np.full(TILE_SIZE * TILE_SIZE, -1, np.int32)  # [256]
+        done = np.zeros(TILE_SIZE * TILE_SIZE, np.bool_)  # [256]
+        active = (x1 - x0 + 1) * (y1 - y0 + 1)
+        for e in range(offsets[tile], offsets[tile + 1]):
+            k = ranks[e]
+            u, v, a, b, c, opacity = table[k, 0], table[k, 1], table[k, 2], table[k, 3], table[k, 4], table[k, 5]
+            red, green, blue, z = table[k, 6], table[k, 7], table[k, 8], table[k, 9]
+            slope, k0, k1 = table[k, 10], table[k, 11], table[k, 12]
+            for py in range(max(y0, box[k, 2]), min(y1, box[k, 3]) + 1):
+                dy = np.float32(py) + _F_HALF - v
+                lo, hi = _row_span(u, slope, k0, k1, dy, x0, x1)
+                row = (py - y0) * TILE_SIZE - x0
+                for px in range(lo, hi + 1):
+                    i = row + px
+                    if done[i]:
+                        continue
+                    dx = np.float32(px) + _F_HALF - u
+                    power = _F_HALF * (a * dx * dx + c * dy * dy) + b * dx * dy
+                    alpha = min(_F_ALPHA_MAX, opacity * np.float32(math.exp(-power)))
+                    if alpha < _F_ALPHA_MIN:
+                        continue
+                    after = trans[i] * (_F_ONE - alpha)
+                    if after <= _F_T_MIN:  # early termination: this and everything behind are skipped
+                        done[i] = True
+                        active -= 1
+                        continue
+                    weight = alpha * trans[i]
+                    accum[i, 0] += weight * red
+                    accum[i, 1] += weight * green
+                    accum[i, 2] += weight * blue
+                    accum[i, 3] += weight * z
+                    trans[i] = after
+                    last_tile[i] = e
+            if active == 0:
+                break
+        for py in range(y0, y1 + 1):
+            for px in range(x0, x1 + 1):
+                i = (py - y0) * TILE_SIZE + px - x0
+                for ch in range(4):
+                    out[py, px, ch] = accum[i, ch]
+                out[py, px, 4] = _F_ONE - trans[i]
+                final_t[py, px] = trans[i]
+                last[py, px] = last_tile[i]
+
+
+@njit(parallel=True, cache=True)
+def _backward_kernel(
+    table,  # [D, 13] float32
+    box,  # [D, 4] int32
+    offsets,  # [T + 1] int64
+    ranks,  # [E] int32
+    tile_order,  # [T] int64
+    tiles_x,
+    height,
+    width,
+    grad_out,  # [H, W, 5] float32: d loss / d (r, g, b, z, alpha)
+    final_t,  # [H, W] float32
+    last,  # [H, W] int32
+    grad_entries,  # [E, 10] float32 (written): gradient of each (tile, Gaussian) entry w.r.t. its packed row
+):
+    for n in prange(tile_order.shape[0]):
+        tile = tile_order[n]
+        x0, y0 = (tile % tiles_x) * TILE_SIZE, (tile // tiles_x) * TILE_SIZE
+        x1, y1 = min(x0 + TILE_SIZE, width) - 1, min(y0 + TILE_SIZE, height) - 1
+        trans = np.ones(TILE_SIZE * TILE_SIZE, np.float32)  # [256] transmittance after the current Gaussian
+        behind = np.zeros(TILE_SIZE * TILE_SIZE, np.float32)  # [256] Σ_{j behind} s_j α_j T_j
+        grads = np.zeros((TILE_SIZE * TILE_SIZE, 5), np.float32)  # [256, 5]
+        last_tile = np.full(TILE_SIZE * TILE_SIZE, -1, np.int32)  # [256]
+        newest = offsets[tile] - 1
+        for py in range(y0, y1 + 1):
+            for px in range(x0, x1 + 1):
+                i = (py - y0) * TILE_SIZE + px - x0
+                trans[i] = final_t[py, px]
+                last_tile[i] = last[py, px]
+                newest = max(newest, last[py, px])
+                for ch in range(5):
+                    grads[i, ch] = grad_out[py, px, ch]
+        for e in range(newest + 1, offsets[tile + 1]):  # never reached in forward
+            for col in range(PACKED_COLUMNS):
+                grad_entries[e, col] = _F_ZERO
+        for e in range(newest, offsets[tile] - 1, -1):
+            k = ranks[e]
+            u, v, a, b, c, opacity = table[k, 0], table[k, 1], table[k, 2], table[k, 3], table[k, 4], table[k, 5]
+            red, green, blue, z = table[k, 6], table[k, 7], table[k, 8], table[k, 9]
+            slope, k0, k1 = table[k, 10], table[k, 11], table[k, 12]
+            g_u = g_v = g_a = g_b = g_c = g_o = g_r = g_g = g_bl = g_z = _F_ZERO
+            for py in range(max(y0, box[k, 2]), min(y1, box[k, 3]) + 1):
+                dy = np.float32(py) + _F_HALF - v
+                lo, hi = _row_span(u, slope, k0, k1, dy, x0, x1)
+                row = (py - y0) * TILE_SIZE - x0
+                for px in range(lo, hi + 1):
+                    i = row + px
+                    if e > last_tile[i]:
+                        continue
+                    dx = np.float32(px) + _F_HALF - u
+                    power = _F_HALF * (a * dx * dx + c * dy * dy) + b * dx * dy
+                    gauss_val = np.float32(math.exp(-power))
+                    raw = opacity * gauss_val
+                    alpha = min(_F_ALPHA_MAX, raw)
+                    if alpha < _F_ALPHA_MIN:
+                        continue
+                    inv_keep = _F_ONE / (_F_ONE - alpha)
+                    before = trans[i] * inv_keep
+                    weight = alpha * before
+                    gr, gg, gb, gz, ga = grads[i, 0], grads[i, 1], grads[i, 2], grads[i, 3], grads[i, 4]
+                    g_r += gr * weight
+                    g_g += gg * weight
+                    g_bl += gb * weight
+                    g_z += gz * weight
+                    value = gr * red + gg * green + gb * blue + gz * z + ga  # d loss / d weight
+                    d_alpha = before * value - behind[i] * inv_keep
+                    if raw <= _F_ALPHA_MAX:  # alpha not clamped: it depends on opacity and the power
+                        g_o += d_alpha * gauss_val
+                        d_power = -alpha * d_alpha
+                        g_a += _F_HALF * dx * dx * d_power
+                        g_b += dx * dy * d_power
+                        g_c += _F_HALF * dy * dy * d_power
+                        g_u -= (a * dx + b * dy) * d_power
+                        g_v -= (b * dx + c * dy) * d_power
+                    behind[i] += value * weight
+                    trans[i] = before
+            grad_entries[e, 0], grad_entries[e, 1] = g_u, g_v
+            grad_entries[e, 2], grad_entries[e, 3], grad_entries[e, 4] = g_a, g_b, g_c
+            grad_entries[e, 5] = g_o
+            grad_entries[e, 6], grad_entries[e, 7], grad_entries[e, 8] = g_r, g_g, g_bl
+            grad_entries[e, 9] = g_z
+
+
+@njit(cache=True)
+def _gather_gradients(
+    grad_entries,  # [E, 10] float32
+    ranks,  # [E] int32
+    order,  # [D] int64 rank -> Gaussian
+    count,
+):  # -> [M, 10] float32
+    """Sum the (tile, Gaussian) entries per Gaussian (serial: entries of one Gaussian sit in different tiles)."""
+    out = np.zeros((count, PACKED_COLUMNS), np.float32)
+    for e in range(ranks.shape[0]):
+        g = order[ranks[e]]
+        for col in range(PACKED_COLUMNS):
+            out[g, col] += grad_entries[e, col]
+    return out
+
+
+# --- projection (forward and backward, per Gaussian; used when the camera is not being optimised) -----------------
+# 3×3 matrices are row-major 9-tuples so that they live in registers (numba arrays would be heap allocations).
+
+
+@njit(cache=True)
+def _mm(p, q):  # 3×3 @ 3×3
+    return (
+        p[0] * q[0] + p[1] * q[3] + p[2] * q[6],
+        p[0] * q[1] + p[1] * q[4] + p[2] * q[7],
+        p[0] * q[2] + p[1] * q[5] + p[2] * q[8],
+        p[3] * q[0] + p[4] * q[3] + p[5] * q[6],
+        p[3] * q[1] + p[4] * q[4] + p[5] * q[7],
+        p[3] * q[2] + p[4] * q[5] + p[5] * q[8],
+        p[6] * q[0] + p[7] * q[3] + p[8] * q[6],
+        p[6] * q[1] + p[7] * q[4] + p[8] * q[7],
+        p[6] * q[2] + p[7] * q[5] + p[8] * q[8],
+    )
+
+
+@njit(cache=True)
+def _tr(p):  # 3×3 transpose
+    return (p[0], p[3], p[6], p[1], p[4], p[7], p[2], p[5], p[8])
+
+
+@njit(cache=True)
+def _rotation(w, x, y, z):
+    """Rotation matrix of a unit quaternion (w, x, y, z), as quat_to_rotmat."""
+    return (
+        1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
+        2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
+        2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
+    )  # fmt: skip
+
+
+@njit(cache=True)
+def _geometry(means, quats, scales, g, rot, trans, intr, near):
+    """Camera-space centre, clamped Jacobian terms, Σ_cam and its pieces for Gaussian ``g``."""
+    x = rot[0] * means[g, 0] + rot[1] * means[g, 1] + rot[2] * means[g, 2] + trans[0]
+    y = rot[3] * means[g, 0] + rot[4] * means[g, 1] + rot[5] * means[g, 2] + trans[1]
+    z = rot[6] * means[g, 0] + rot[7] * means[g, 1] + rot[8] * means[g, 2] + trans[2]
+    zs = z if z > near else 1.0  # keeps culled Gaussians finite, as project_gaussians
+    norm = max(math.sqrt(quats[g, 0] ** 2 + quats[g, 1] ** 2 + quats[g, 2] ** 2 + quats[g, 3] ** 2), 1e-12)
+    qn = (quats[g, 0] / norm, quats[g, 1] / norm, quats[g, 2] / norm, quats[g, 3] / norm)
+    r = _rotation(qn[0], qn[1], qn[2], qn[3])
+    s0, s1, s2 = scales[g, 0], scales[g, 1], scales[g, 2]
+    m = (r[0] * s0, r[1] * s1, r[2] * s2, r[3] * s0, r[4] * s1, r[5] * s2, r[6] * s0, r[7] * s1, r[8] * s2)  # R S
+    cov_c = _mm(_mm(rot, _mm(m, _tr(m))), _tr(rot))
+    tx = zs * min(max(x / zs, -intr[4]), intr[5])
+    ty = zs * min(max(y / zs, -intr[6]), intr[7])
+    return x, y, z, zs, tx, ty, norm, qn, r, m, cov_c
+
+
+@njit(cache=True)
+def _cov2d(j00, j02, j11, j12, cv, eps2d):
+    """J Σ Jᵀ + eps I for J = [[j00, 0, j02], [0, j11, j12]]: (a, b = mean off-diagonal, c)."""
+    a = j00 * (j00 * cv[0] + j02 * cv[6]) + j02 * (j00 * cv[2] + j02 * cv[8]) + eps2d
+    b01 = j00 * (j11 * cv[1] + j12 * cv[2]) + j02 * (j11 * cv[7] + j12 * cv[8])
+    b10 = j11 * (j00 * cv[3] + j02 * cv[5]) + j12 * (j00 * cv[6] + j02 * cv[8])
+    c = j11 * (j11 * cv[4] + j12 * cv[5]) + j12 * (j11 * cv[7] + j12 * cv[8]) + eps2d
+    return a, 0.5 * (b01 + b10), c
+
+
+@njit(cache=True)
+def _project_forward_range(
+    start,
+    stop,
+    means,  # [N, 3] float64
+    quats,  # [N, 4] float64
+    scales,  # [N, 3] float64
+    view,  # [4, 4] float64 world_to_cam
+    intr,  # [8] float64: fx, fy, cx, cy, lim_x_neg, lim_x_pos, lim_y_neg, lim_y_pos
+    eps2d,
+    near,
+    out,  # [N, 6] float64 (written): u, v, conic a, b, c, z
+    valid,  # [N] bool (written)
+):
+    fx, fy, cx, cy = intr[0], intr[1], intr[2], intr[3]
+    rot = (view[0, 0], view[0, 1], view[0, 2], view[1, 0], view[1, 1], view[1, 2], view[2, 0], view[2, 1], view[2, 2])
+    trans = (view[0, 3], view[1, 3], view[2, 3])
+    for g in range(start, stop):
+        x, y, z, zs, tx, ty, _, _, _, _, cov_c = _geometry(means, quats, scales, g, rot, trans, intr, near)
+        a, b, c = _cov2d(fx / zs, -fx * tx / (zs * zs), fy / zs, -fy * ty / (zs * zs), cov_c, eps2d)
+        det = a * c - b * b
+        ok = z > near and det > 0
+        ds = det if ok else 1.0
+        out[g, 0] = fx * x / zs + cx
+        out[g, 1] = fy * y / zs + cy
+        out[g, 2], out[g, 3], out[g, 4] = c / ds, -b / ds, a / ds
+        out[g, 5] = z
+        valid[g] = ok
+
+
+@njit(parallel=True, cache=True)
+def _project_forward(
+    means,  # [N, 3] float64
+    quats,  # [N, 4] float64
+    scales,  # [N, 3] float64
+    view,  # [4, 4] float64 world_to_cam
+    intr,  # [8] float64: fx, fy, cx, cy, lim_x_neg, lim_x_pos, lim_y_neg, lim_y_pos
+    eps2d,
+    near,
+    out,  # [N, 6] float64 (written): u, v, conic a, b, c, z
+    valid,  # [N] bool (written)
+):
+    """Chunks of PARALLEL_CHUNK_GAUSSIANS Gaussians in parallel, each by a plain serial loop (numba's parfor
+    lowering of the per-Gaussian loop itself measured 2× slower than the serial loop)."""
+    count = means.shape[0]
+    for chunk in prange((count + PARALLEL_CHUNK_GAUSSIANS - 1) // PARALLEL_CHUNK_GAUSSIANS):
+        start = chunk * PARALLEL_CHUNK_GAUSSIANS
+        _project_forward_range(
+            start,
+            min(count, start + PARALLEL_CHUNK_GAUSSIANS),
+            means,
+            quats,
+            scales,
+            view,
+            intr,
+            eps2d,
+            near,
+            out,
+            valid,
+        )
+
+
+@njit(cache=True)
+def _project_backward_range(
+    start,
+    stop,
+    means,  # [N, 3] float64
+    quats,  # [N, 4] float64
+    scales,  # [N, 3] float64
+    view,  # [4, 4] float64
+    intr,  # [8] float64
+    eps2d,
+    near,
+    grad_out,  # [N, 6] float64: d loss / d (u, v, conic a, b, c, z)
+    grad_means,  # [N, 3] float64 (written)
+    grad_quats,  # [N, 4] float64 (written)
+    grad_scales,  # [N, 3] float64 (written)
+):
+    """Gradients of valid Gaussians (in front of the near plane, positive-definite 2D covariance); the others are
+    not drawn, so the image does not depend on them and they get zero."""
+    fx, fy = intr[0], intr[1]
+    rot = (view[0, 0], view[0, 1], view[0, 2], view[1, 0], view[1, 1], view[1, 2], view[2, 0], view[2, 1], view[2, 2])
+    trans = (view[0, 3], view[1, 3], view[2, 3])
+    for g in range(start, stop):
+        x, y, z, zs, tx, ty, norm, qn, r, m, cv = _geometry(means, quats, scales, g, rot, trans, intr, near)
+        j00, j02, j11, j12 = fx / zs, -fx * tx / (zs * zs), fy / zs, -fy * ty / (zs * zs)
+        a, b, c = _cov2d(j00, j02, j11, j12, cv, eps2d)
+        det = a * c - b * b
+        for k in range(3):
+            grad_means[g, k] = 0.0
+            grad_scales[g, k] = 0.0
+        for k in range(4):
+            grad_quats[g, k] = 0.0
+        if not (z > near and det > 0):
+            continue
+        # 1. conic (c, -b, a) / det -> 2D covariance (a, b, c)
+        gA, gB, gC = grad_out[g, 2], grad_out[g, 3], grad_out[g, 4]
+        d2 = det * det
+        g_a = (-gA * c * c + gB * b * c - gC * b * b) / d2
+        g_b = (2 * gA * b * c + 2 * gC * a * b) / d2 - gB * (1.0 / det + 2 * b * b / d2)
+        g_c = (-gA * b * b + gB * a * b - gC * a * a) / d2
+        h00, h01, h11 = g_a, 0.5 * g_b, g_c  # d loss / d (J Σ Jᵀ), symmetric (b is the off-diagonal mean)
+        # 2. J Σ Jᵀ -> Σ_cam = Jᵀ H J and J: d loss / d J = 2 H J Σ (H, Σ symmetric)
+        jr0 = (j00, 0.0, j02)
+        jr1 = (0.0, j11, j12)
+        g_cv = (
+            h00 * jr0[0] * jr0[0] + 2 * h01 * jr0[0] * jr1[0] + h11 * jr1[0] * jr1[0],
+            h00 * jr0[0] * jr0[1] + h01 * (jr0[0] * jr1[1] + jr1[0] * jr0[1]) + h11 * jr1[0] * jr1[1],
+            h00 * jr0[0] * jr0[2] + h01 * (jr0[0] * jr1[2] + jr1[0] * jr0[2]) + h11 * jr1[0] * jr1[2],
+            h00 * jr0[1] * jr0[0] + h01 * (jr0[1] * jr1[0] + jr1[1] * jr0[0]) + h11 * jr1[1] * jr1[0],
+            h00 * jr0[1] * jr0[1] + 2 * h01 * jr0[1] * jr1[1] + h11 * jr1[1] * jr1[1],
+            h00 * jr0[1] * jr0[2] + h01 * (jr0[1] * jr1[2] + jr1[1] * jr0[2]) + h11 * jr1[1] * jr1[2],
+            h00 * jr0[2] * jr0[0] + h01 * (jr0[2] * jr1[0] + jr1[2] * jr0[0]) + h11 * jr1[2] * jr1[0],
+            h00 * jr0[2] * jr0[1] + h01 * (jr0[2] * jr1[1] + jr1[2] * jr0[1]) + h11 * jr1[2] * jr1[1],
+            h00 * jr0[2] * jr0[2] + 2 * h01 * jr0[2] * jr1[2] + h11 * jr1[2] * jr1[2],
+        )
+        # rows of J Σ (only the entries d loss / d J needs: J00, J02, J11, J12)
+        js0 = (j00 * cv[0] + j02 * cv[6], j00 * cv[1] + j02 * cv[7], j00 * cv[2] + j02 * cv[8])
+        js1 = (j11 * cv[3] + j12 * cv[6], j11 * cv[4] + j12 * cv[7], j11 * cv[5] + j12 * cv[8])
+        g_j00 = 2 * (h00 * js0[0] + h01 * js1[0])
+        g_j02 = 2 * (h00 * js0[2] + h01 * js1[2])
+        g_j11 = 2 * (h01 * js0[1] + h11 * js1[1])
+        g_j12 = 2 * (h01 * js0[2] + h11 * js1[2])
+        # 3. J, means2d, depth -> camera-space centre (through the clamped tx, ty)
+        z2, z3 = zs * zs, zs * zs * zs
+        g_x = grad_out[g, 0] * fx / zs
+        g_y = grad_out[g, 1] * fy / zs
+        g_z = -(grad_out[g, 0] * fx * x + grad_out[g, 1] * fy * y) / z2 + grad_out[g, 5]
+        g_z += -(g_j00 * fx + g_j11 * fy) / z2 + 2 * (g_j02 * fx * tx + g_j12 * fy * ty) / z3
+        g_tx, g_ty = -g_j02 * fx / z2, -g_j12 * fy / z2
+        if -intr[4] <= x / zs <= intr[5]:  # tx = x
+            g_x += g_tx
+        else:  # tx = z · limit
+            g_z += g_tx * tx / zs
+        if -intr[6] <= y / zs <= intr[7]:
+            g_y += g_ty
+        else:
+            g_z += g_ty * ty / zs
+        for k in range(3):
+            grad_means[g, k] = rot[k] * g_x + rot[3 + k] * g_y + rot[6 + k] * g_z
+        # 4. Σ_cam = V M Mᵀ Vᵀ with M = R S -> d loss / d M = 2 Vᵀ G V M (G symmetric)
+        g_sig = _mm(_mm(_tr(rot), g_cv), rot)
+        g_m = _mm(g_sig, m)
+        for k in range(3):
+            grad_scales[g, k] = 2 * (g_m[k] * r[k] + g_m[3 + k] * r[3 + k] + g_m[6 + k] * r[6 + k])
+        s0, s1, s2 = 2 * scales[g, 0], 2 * scales[g, 1], 2 * scales[g, 2]
+        gr = (g_m[0] * s0, g_m[1] * s1, g_m[2] * s2, g_m[3] * s0, g_m[4] * s1, g_m[5] * s2, g_m[6] * s0, g_m[7] * s1,
+              g_m[8] * s2)  # fmt: skip
+        w, qx, qy, qz = qn
+        g_w = 2 * (-qz * gr[1] + qy * gr[2] + qz * gr[3] - qx * gr[5] - qy * gr[6] + qx * gr[7])
+        g_qx = 2 * (qy * gr[1] + qz * gr[2] + qy * gr[3] - 2 * qx * gr[4] - w * gr[5] + qz * gr[6] + w * gr[7]
+                    - 2 * qx * gr[8])  # fmt: skip
+        g_qy = 2 * (-2 * qy * gr[0] + qx * gr[1] + w * gr[2] + qx * gr[3] + qz * gr[5] - w * gr[6] + qz * gr[7]
+                    - 2 * qy * gr[8])  # fmt: skip
+        g_qz = 2 * (-2 * qz * gr[0] - w * gr[1] + qx * gr[2] + w * gr[3] - 2 * qz * gr[4] + qy * gr[5] + qx * gr[6]
+                    + qy * gr[7])  # fmt: skip
+        # 5. normalisation: d qn / d q = (I - qn qnᵀ) / |q|
+        dot = w * g_w + qx * g_qx + qy * g_qy + qz * g_qz
+        grad_quats[g, 0] = (g_w - w * dot) / norm
+        grad_quats[g, 1] = (g_qx - qx * dot) / norm
+        grad_quats[g, 2] = (g_qy - qy * dot) / norm
+        grad_quats[g, 3] = (g_qz - qz * dot) / norm
+
+
+@njit(parallel=True, cache=True)
+def _project_backward(
+    means,  # [N, 3] float64
+    quats,  # [N, 4] float64
+    scales,  # [N, 3] float64
+    view,  # [4, 4] float64
+    intr,  # [8] float64
+    eps2d,
+    near,
+    grad_out,  # [N, 6] float64: d loss / d (u, v, conic a, b, c, z)
+    grad_means,  # [N, 3] float64 (written)
+    grad_quats,  # [N, 4] float64 (written)
+    grad_scales,  # [N, 3] float64 (written)
+):
+    """Chunks of PARALLEL_CHUNK_GAUSSIANS Gaussians in parallel, each by a plain serial loop (numba's parfor
+    lowering of the per-Gaussian loop itself measured 2× slower than the serial loop)."""
+    count = means.shape[0]
+    for chunk in prange((count + PARALLEL_CHUNK_GAUSSIANS - 1) // PARALLEL_CHUNK_GAUSSIANS):
+        start = chunk * PARALLEL_CHUNK_GAUSSIANS
+        _project_backward_range(
+            start,
+            min(count, start + PARALLEL_CHUNK_GAUSSIANS),
+            means,
+            quats,
+            scales,
+            view,
+            intr,
+            eps2d,
+            near,
+            grad_out,
+            grad_means,
+            grad_quats,
+            grad_scales,
+        )
+
+
+# --- the autograd function ----------------------------------------------------------------------------------------
+
+
+class _TileBins:
+    """One view's binning: footprints, the depth-sorted table and per-tile front-to-back lists (numpy)."""
+
+    def __init__(
+        self,
+        packed: np.ndarray,  # [M, 10] float32
+        valid: np.ndarray,  # [M] bool
+        height: int,
+        width: int,
+    ):
+        self.height, self.width, self.count = height, width, packed.shape[0]
+        self.tiles_x = (width + TILE_SIZE - 1) // TILE_SIZE
+        tiles_y = (height + TILE_SIZE - 1) // TILE_SIZE
+        span, box, self.radii = _footprints(packed, valid, height, width)
+        drawn = np.flatnonzero(self.radii > 0)
+        self.order = drawn[np.argsort(packed[drawn, 9])]  # [D] front to back (ties: any order, as the reference)
+        self.table, self.box = _sorted_table(packed, span, box, self.order)
+        self.offsets, self.ranks = _tile_lists(self.box, self.tiles_x, tiles_y)
+        self.tile_order = np.argsort(-np.diff(self.offsets), kind="stable")  # biggest first: shorter tail
+
+    def forward(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        out = np.empty((self.height, self.width, 5), np.float32)  # [H, W, 5]
+        final_t = np.empty((self.height, self.width), np.float32)  # [H, W]
+        last = np.empty((self.height, self.width), np.int32)  # [H, W]
+        with _KERNEL_LOCK:
+            _set_threads(PARALLEL_CHUNK_TILES)
+            _forward_kernel(
+                self.table, self.box, self.offsets, self.ranks, self.tile_order, self.tiles_x, self.height,
+                self.width, out, final_t, last,
+            )  # fmt: skip
+        return out, final_t, last
+
+    def backward(self, grad_out: np.ndarray, final_t: np.ndarray, last: np.ndarray) -> np.ndarray:  # -> [M, 10]
+        grad_entries = np.empty((self.ranks.shape[0], PACKED_COLUMNS), np.float32)  # [E, 10]
+        with _KERNEL_LOCK:
+            _set_threads(PARALLEL_CHUNK_TILES)
+            _backward_kernel(
+                self.table, self.box, self.offsets, self.ranks, self.tile_order, self.tiles_x, self.height,
+                self.width, grad_out, final_t, last, grad_entries,
+            )  # fmt: skip
+        return _gather_gradients(grad_entries, self.ranks, self.order, self.count)
+
+
+class _Project(torch.autograd.Function):
+    """means [N, 3], quats [N, 4], scales [N, 3] -> (u, v, conic a, b, c, z) [N, 6] and valid [N] for a fixed camera."""
+
+    @staticmethod
+    def forward(ctx, means, quats, scales, view, intr, eps2d, near):  # -> [N, 6], [N]
+        arrays = [t.detach().to(torch.float64).contiguous().numpy() for t in (means, quats, scales)]
+        out = np.empty((means.shape[0], 6))  # [N, 6]
+        valid = np.empty(means.shape[0], np.bool_)  # [N]
+        with _KERNEL_LOCK:
+            _set_threads(1)
+            _project_forward(*arrays, view, intr, eps2d, near, out, valid)
+        ctx.arrays, ctx.camera = arrays, (view, intr, eps2d, near)
+        ctx.dtypes = (means.dtype, quats.dtype, scales.dtype)
+        valid_t = torch.from_numpy(valid)
+        ctx.mark_non_differentiable(valid_t)
+        return torch.from_numpy(out).to(means.dtype), valid_t
+
+    @staticmethod
+    def backward(ctx, grad_out, _grad_valid):
+        n = grad_out.shape[0]
+        grads = np.empty((n, 3)), np.empty((n, 4)), np.empty((n, 3))
+        with _KERNEL_LOCK:
+            _set_threads(1)
+            _project_backward(
+                *ctx.arrays, *ctx.camera, grad_out.detach().to(torch.float64).contiguous().numpy(), *grads
+            )
+        g_means, g_quats, g_scales = (torch.from_numpy(g).to(d) for g, d in zip(grads, ctx.dtypes))
+        return g_means, g_quats, g_scales, None, None, None, None
+
+
+def _camera_arrays(camera: Camera) -> tuple[np.ndarray, np.ndarray]:
+    """world_to_cam [4, 4] and (fx, fy, cx, cy, Jacobian clamp limits) [8] as float64 numpy, as project_gaussians."""
+    view = camera.world_to_cam.detach().to(torch.float64).cpu().numpy()
+    K = camera.K.detach().to(torch.float64).cpu().numpy()
+    fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
+    margin_x = FOV_CLAMP_MARGIN * 0.5 * camera.width / fx
+    margin_y = FOV_CLAMP_MARGIN * 0.5 * camera.height / fy
+    limits = (cx / fx + margin_x, (camera.width - cx) / fx + margin_x, cy / fy + margin_y,
+              (camera.height - cy) / fy + margin_y)  # fmt: skip
+    return np.ascontiguousarray(view), np.array([fx, fy, cx, cy, *limits])
+
+
+class _Rasterize2D(torch.autograd.Function):
+    """packed [M, 10] float32 (u, v, conic a b c, opacity, r g b, z) -> image [H, W, 5] (r, g, b, z-accum, alpha).
+
+    ``bins`` must have been built from ``packed``'s values (it holds their depth-sorted copy)."""
+
+    @staticmethod
+    def forward(ctx, packed: Tensor, bins: _TileBins) -> Tensor:  # [M, 10] -> [H, W, 5]
+        out, final_t, last = bins.forward()
+        ctx.bins, ctx.final_t, ctx.last = bins, final_t, last
+        return torch.from_numpy(out)
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor) -> tuple[Tensor, None]:  # [H, W, 5] -> [M, 10]
+        grad = ctx.bins.backward(grad_out.detach().float().contiguous().numpy(), ctx.final_t, ctx.last)
+        return torch.from_numpy(grad), None
+
+
+# --- the backend --------------------------------------------------------------------------------------------------
+
+
+class NumbaGaussianRasterizer:
+    """Compiled CPU rasteriser (numba): same image model and interface as the torch backend, float32 2D stage.
+
+    ``RasterSettings.eps2d`` and ``near`` apply; ``max_per_pixel`` and ``max_radius_px`` (torch-backend guards) do
+    not: every Gaussian is composited up to early termination, over its whole footprint. ``reuse`` is ignored
+    (binning is a small part of the cost here) and ``cache`` is always None.
+
+    Example:
+        >>> rasterizer = NumbaGaussianRasterizer()
+        >>> out = rasterizer.render(means, quats, scales, opacities, rgb, camera)  # doctest: +SKIP
+        >>> out.rgb.shape  # doctest: +SKIP
+        torch.Size([H, W, 3])
+    """
+
+    name = "numba"
+
+    def __init__(self, settings: RasterSettings = RasterSettings()):
+        self.settings = settings
+
+    def render(
+        self,
+        means: Tensor,  # [N, 3]
+        quats: Tensor,  # [N, 4]
+        scales: Tensor,  # [N, 3]
+        opacities: Tensor,  # [N]
+        colors: Tensor,  # [N, K, 3] or [N, 3]
+        camera: Camera,
+        sh_degree: int | None = None,
+        background: Tensor | None = None,  # [3]
+        reuse: RasterCache | None = None,  # unused: this backend bins every call
+    ) -> GaussianRender:
+        """Render one view; differentiable w.r.t. every Gaussian parameter (and the camera, through torch)."""
+        # 1. Check inputs.
+        _check_inputs(means, quats, scales, opacities, colors)
+        if means.device.type != "cpu":
+            raise ValueError(f"the numba rasterizer runs on CPU tensors, got device {means.device}; use 'gsplat'")
+        s = self.settings
+        H, W = camera.height, camera.width
+        dtype = means.dtype
+        # 2. Project (numba, or torch when the camera itself is optimised) and colour (torch), differentiably.
+        if camera.world_to_cam.requires_grad or camera.K.requires_grad:
+            proj = project_gaussians(means, quats, scales, camera, s)
+            means2d, conics, depths, valid = proj.means2d, proj.conics, proj.depths, proj.valid
+        else:
+            view, intr = _camera_arrays(camera)
+            geometry, valid = _Project.apply(means, quats, scales, view, intr, float(s.eps2d), float(s.near))
+            means2d, conics, depths = geometry[:, :2], geometry[:, 2:5], geometry[:, 5]  # [N, 2], [N, 3], [N]
+        rgb_g = gaussian_colors(means, colors, camera.cam_to_world[:3, 3], sh_degree)  # [N, 3]
+        training = torch.is_grad_enabled() and any(t.requires_grad for t in (quats, scales, opacities, colors))
+        if training and not means2d.requires_grad:
+            # Frozen positions: still expose d(loss)/d(means2d) (densification strategies read it, as in gsplat).
+            means2d = means2d.detach().requires_grad_(True)
+        packed = torch.cat([means2d, conics, opacities[:, None], rgb_g, depths[:, None]], dim=-1)  # [N, 10]
+        packed = packed.to(torch.float32)
+        # 3. Bin (no gradients) and rasterise (numba forward; numba backward through autograd).
+        bins = _TileBins(packed.detach().contiguous().numpy(), valid.numpy(), H, W)
+        image = _Rasterize2D.apply(packed, bins).to(dtype)  # [H, W, 5]
+        rgb, depth_accum, alpha = image[..., :3], image[..., 3], image[..., 4]
+        if background is not None:
+            rgb = rgb + (1 - alpha)[..., None] * background.to(rgb)
+        radii = torch.from_numpy(bins.radii).long()  # [N]
+        return GaussianRender(rgb, alpha, depth_accum, means2d, radii, None)
