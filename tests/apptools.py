@@ -112,7 +112,7 @@ class FakeRunner:
         height, width = request.image.shape[:2]
         for view in range(self.num_views):
             if cancel is not None and cancel.is_set():
-                self.cancelled.append(request.seed)
+                self.cancelled.append(request.config.scene.seed)
                 raise Cancelled("cancelled")
             progress(ProgressEvent("outpaint", view, self.num_views, view / self.num_views, f"view {view}"))
             time.sleep(self.view_delay_s)
@@ -128,7 +128,8 @@ class FakeRunner:
             raise RuntimeError(f"unexpected failure reading {out_dir}/secret/internal.bin")
 
         # a seeded slab of splats coloured from the photo, centred where Gradio's viewer orbits (the origin)
-        rng = np.random.default_rng(request.seed)
+        seed = request.config.scene.seed
+        rng = np.random.default_rng(seed)
         count = 6000
         points = np.stack(
             [rng.uniform(-1, 1, count), rng.uniform(-0.75, 0.75, count), rng.uniform(-0.05, 0.05, count)], axis=1
@@ -139,7 +140,7 @@ class FakeRunner:
         colors = photo[rows, cols].astype(np.float32)
 
         out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "splats.ply").write_bytes(splat_ply_bytes(points, colors, comment=f"seed {request.seed}"))
+        (out_dir / "splats.ply").write_bytes(splat_ply_bytes(points, colors, comment=f"seed {seed}"))
         (out_dir / "scene.splat").write_bytes(b"\0" * 32 * count)
         (out_dir / "points.ply").write_bytes(points_ply_bytes(points, colors))
         frames = out_dir / "images"

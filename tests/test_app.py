@@ -21,6 +21,7 @@ from gradio_client.exceptions import AppError
 from plyfile import PlyData
 
 import app
+from pipeline.config import build_run_config, preset_values, working_size
 from tests.apptools import SPLAT_FIELDS, FakeRunner, launched, write_photo
 
 QUEUE_MAX_SIZE = 2
@@ -37,6 +38,7 @@ def job_args(photo, *, seed=7, mode="stage", quality="custom", width=128, height
         seed=seed,
         randomize_seed=False,
         quality=quality,
+        aspect="keep",
         depth=None,
         steps=10,
         guidance=7.5,
@@ -115,25 +117,29 @@ def test_full_job_returns_splat_ply_downloads_gallery_and_timings(runner, client
     assert names == ["frames.zip", "points.ply", "scene.splat", "splats.ply"]
     assert len(gallery) == 2 * runner.num_views
     assert [row[0] for row in timings["data"]][-1] == "total"
-    # the request the pipeline saw: decoded by our loader, at the asked working size
+    # the request the pipeline saw: decoded by our loader, the run configuration from the form
     request = runner.calls[-1]
-    assert tuple(request.image.shape) == (96, 128, 3) and request.size == (128, 96)
-    assert request.mode == "stage" and request.splat_iters == 0 and request.video is False
+    config = request.config
+    assert tuple(request.image.shape) == (96, 128, 3) and working_size(128, 96, config.scene) == (128, 96)
+    assert config.scene.mode == "stage" and config.splats.iterations == 0 and config.video is False
+    assert config.scene.seed == config.splats.seed == 11 and config.scene.prompt == "a small room"
     # the job folder is gone: Gradio served copies from its cache
     assert list(served[2].output_root.iterdir()) == []
 
 
 def test_quality_preset_sets_size_steps_and_iterations_keeping_aspect(runner, client, photo):
+    """A preset ignores the advanced sliders (they only count for "custom")."""
     client.predict(*job_args(photo, quality="draft", width=1024, height=1024, steps=99), api_name="/generate")
-    request = runner.calls[-1]
-    preset = app.PRESETS["draft"]
-    assert request.size == (256, 192)  # the photo is 4:3; the preset sets the longest side
-    assert request.steps == preset.steps and request.splat_iters == preset.splat_iters
+    config = runner.calls[-1].config
+    size, steps, splat_iters = preset_values("draft")
+    assert working_size(128, 96, config.scene) == size  # the photo is 4:3 like the preset's size
+    assert config.models.options.diffusion.steps == steps != 99
+    assert config.splats.iterations == splat_iters
 
 
 def test_random_seed_is_reported(runner, client, photo):
     *_, seed = client.predict(*job_args(photo, seed=5, randomize_seed=True), api_name="/generate")
-    assert runner.calls[-1].seed == seed
+    assert runner.calls[-1].config.scene.seed == seed
     assert 0 <= seed <= app.Limits().seed_max
 
 
@@ -233,10 +239,11 @@ def test_banner_names_the_profile_and_how_to_get_the_other():
 
 
 def test_importing_the_app_loads_no_models():
-    """Weights load in main(), once; importing app.py (as Spaces and tests do) loads no model code."""
+    """Weights load in main(), once; importing app.py (as Spaces and tests do) imports no model library (the
+    option dataclasses of ``models.registry`` are plain Python)."""
     code = (
-        "import sys, app; heavy = [m for m in sys.modules if m.split('.')[0] in ('diffusers', 'transformers') "
-        "or m == 'models.registry']; print(heavy)"
+        "import sys, app; heavy = [m for m in sys.modules if m.split('.')[0] in ('diffusers', 'transformers')]; "
+        "print(heavy)"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
@@ -258,16 +265,19 @@ def test_examples_are_listed_with_prompts_and_not_cached(tmp_path):
 
 
 def test_project_examples_exist():
-    rows = app._examples(app.EXAMPLES_DIR)
+    rows = app.example_rows(app.EXAMPLES_DIR)
     if not rows:
         pytest.skip("examples/<name>/image.png not generated yet (scripts make them)")
     assert {Path(row[1]).parent.name for row in rows} <= set(app.EXAMPLE_NAMES)
 
 
-def test_main_parses_host_and_port():
-    args = app.build_parser().parse_args(["--host", "0.0.0.0", "--port", "7999", "--profile", "offline"])
+def test_main_parses_host_port_and_model_options(monkeypatch):
+    monkeypatch.delenv("GRADIO_SERVER_NAME", raising=False)
+    args = app.parse_args(["--host", "0.0.0.0", "--port", "7999", "--profile", "offline"])
     assert (args.host, args.port, args.profile) == ("0.0.0.0", 7999, "offline")
-    assert app.build_parser().parse_args([]).host == "127.0.0.1"
+    assert app.parse_args([]).host == "127.0.0.1"
+    offload = app.parse_args(["--models.diffusion.cpu-offload", "--models.completion.scaling", "1.0"])
+    assert offload.options.diffusion.cpu_offload is True and offload.options.completion.scaling == 1.0
 
 
 def _real_components():
@@ -312,7 +322,7 @@ def test_a_job_waits_while_a_cancelled_one_still_holds_the_accelerator(tmp_path)
     lock = threading.Lock()
     lock.acquire()  # a cancelled job still winding down
     runner = FakeRunner(num_views=1)
-    request = JobRequest(image=torch.rand(96, 128, 3), size=(128, 96), seed=4)
+    request = JobRequest(torch.rand(96, 128, 3), build_run_config(size=(128, 96), seed=4))
     events = app.stream_job(runner, request, tmp_path / "job", threading.Event(), lock)
     first = next(events)
     assert first.stage == "waiting" and runner.calls == []
