@@ -186,3 +186,44 @@ def test_flythrough_video(tmp_path):
     frames = np.stack(list(iio.imiter(out)))
     assert frames.shape == (11, height, width, 3)
     assert [p.name for p in tmp_path.iterdir()] == ["fly.mp4"]
+
+
+def test_video_from_the_point_cloud_with_honest_progress_and_clean_cancel(tmp_path):
+    """The cheap preview (the cloud through the z-buffer) shows the cloud's colours; progress counts encoded
+    frames (monotonic, ends at the total); a cancelled video leaves no file."""
+    import threading
+
+    import imageio.v3 as iio
+
+    from core.components import Cancelled
+    from core.types import PointCloud
+
+    height, width = 24, 32
+    base = Camera(intrinsics(height, width), pose(rotation_yaw_pitch(0.0, 0.0)).float(), height, width)
+    v, u = torch.meshgrid(torch.arange(height) + 0.5, torch.arange(width) + 0.5, indexing="ij")
+    depth = 2.0
+    points = torch.stack([(u - width / 2) / width * depth, (v - height / 2) / width * depth, torch.full_like(u, depth)])
+    points = points.reshape(3, -1).T  # [H*W, 3] a wall two units ahead, one point per pixel of view 0
+    colors = torch.tensor([0.8, 0.2, 0.1]).expand(points.shape[0], 3)
+    cloud = PointCloud(
+        points, colors, torch.full((points.shape[0],), 0.5 * depth / width), torch.zeros(len(points), dtype=torch.long)
+    )
+    seen = []
+    out = render_flythrough(
+        tmp_path / "cloud.mp4",
+        cloud,
+        orbit_cameras(base, 4, degrees=8.0),
+        fps=4,
+        progress=lambda d, t: seen.append((d, t)),
+    )
+    assert seen == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    frames = np.stack(list(iio.imiter(out)))
+    assert frames.shape == (4, height, width, 3)
+    centre = frames[0, height // 2 - 4 : height // 2 + 4, width // 2 - 4 : width // 2 + 4].reshape(-1, 3).mean(0)
+    assert abs(centre[0] - 204) < 12 and abs(centre[1] - 51) < 12 and abs(centre[2] - 26) < 12, centre
+    cancel = threading.Event()
+    with pytest.raises(Cancelled):
+        render_flythrough(
+            tmp_path / "stopped.mp4", cloud, orbit_cameras(base, 4), cancel=cancel, progress=lambda d, t: cancel.set()
+        )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cloud.mp4"]
