@@ -12,7 +12,7 @@ from pipeline.__main__ import main
 from tests.netguard import no_network, tiny_models  # noqa: F401  (fixtures)
 from tests.test_cli import EXAMPLE
 
-TINY = ["--size", "64x64", "--splat-iters", "2", "--no-video", "--steps", "2"]
+TINY = ["--size", "64x64", "--aspect", "crop", "--splat-iters", "2", "--no-video", "--steps", "2"]
 
 
 @pytest.mark.parametrize("mode, views", [("stage", 3), ("360", 13)])
