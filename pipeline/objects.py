@@ -24,6 +24,7 @@ Conventions are the project's (see :mod:`core.cameras`): pixel centres at +0.5, 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import io
 import json
 import math
@@ -590,7 +591,9 @@ class _RayCaster:
         return t, face, weights
 
 
+@functools.lru_cache(maxsize=len(OBJECT_KINDS))
 def _primitive(kind: str) -> tuple[np.ndarray, np.ndarray]:  # -> [V, 3], [F, 3] in our axes, 1 unit across
+    """A primitive's triangles (built once per process; the arrays are read-only)."""
     import trimesh  # noqa: PLC0415
 
     if kind == "box":
@@ -600,7 +603,9 @@ def _primitive(kind: str) -> tuple[np.ndarray, np.ndarray]:  # -> [V, 3], [F, 3]
     else:  # cylinder: trimesh's axis is z; ours stands along y (the world vertical)
         mesh = trimesh.creation.cylinder(radius=0.5, height=1.0, sections=PRIMITIVE_CYLINDER_SECTIONS)
         mesh.apply_transform(trimesh.transformations.rotation_matrix(math.pi / 2, (1.0, 0.0, 0.0)))
-    return np.asarray(mesh.vertices, dtype=np.float64), np.asarray(mesh.faces, dtype=np.int64)
+    vertices, faces = np.array(mesh.vertices, dtype=np.float64), np.array(mesh.faces, dtype=np.int64)
+    vertices.flags.writeable = faces.flags.writeable = False
+    return vertices, faces
 
 
 def build_object(spec: ObjectSpec, mesh: LoadedMesh | None = None) -> PlacedObject:
