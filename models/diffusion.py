@@ -380,7 +380,8 @@ class DiffusionOutpainter:
         generated = result.images[0].float().cpu()[None]  # [1, 3, h, w]
         if not bool(generated.isfinite().all()):
             raise RuntimeError(
-                f"{self.name} produced invalid values (NaN/inf); run it in float32 (diffusion dtype option 'float32')"
+                f"{self.name} produced invalid values (NaN/inf); run it in float32 "
+                "(--models.diffusion.dtype float32 on the command line)"
             )
         if self.resolution:
             generated = _resize(generated, (height, width))

@@ -89,10 +89,7 @@ def is_cached(repo_id: str, marker_file: str) -> bool:
 def unavailable_message(what: str, reference: str, offline_alternative: str) -> str:
     """The one message every missing model gets: which model, how to get it, how to run without it."""
     if looks_like_hub_id(reference):
-        how = (
-            f"download it with `huggingface-cli download {reference}` (or `hf download {reference}`), "
-            f"or pass a local folder that holds it"
-        )
+        how = f"download it with `hf download {reference}`, or pass a local folder that holds it"
     else:
         how = "pass an existing local folder in diffusers/transformers layout, or a Hugging Face Hub id"
     return (

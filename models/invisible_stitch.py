@@ -7,7 +7,8 @@ a tiny model's weights renamed into the original scheme. The first load of ``inv
 with :func:`convert_invisible_stitch_state_dict` (``strict`` lists anything unmapped) and by comparing depths on a
 photo with the original repository's ``infer_with_zoe_dc``.
 
-The checkpoint (Hub ``paulengstler/invisible-stitch``, file ``invisible-stitch.pt``) is a ZoeD_N (BEiT-L/16 at
+The checkpoint (file ``invisible-stitch.pt``, a release file of the GitHub repository
+``paulengstler/invisible-stitch``; it is not a Hugging Face Hub model) is a ZoeD_N (BEiT-L/16 at
 384, one metric head, 64 softplus bins in [1e-3, 10] m) whose patch embedding was widened from 3 to 5 input channels.
 Its file may hold the state dict directly or under ``"model"``, with or without DataParallel's ``module.`` prefix.
 
@@ -40,7 +41,9 @@ conditional_log_binomial.mlp.{0,2}.*                         metric_head.conditi
 ==========================================================  =========================================================
 
 Dropped (buffers transformers recomputes, or heads ZoeDepth never uses): ``relative_position_index``,
-``log_binomial_transform.k_idx`` / ``K_minus_1``, ``model.fc_norm.*``, ``model.head.*``, ``model.norm.*``.
+``log_binomial_transform.k_idx`` / ``K_minus_1``, ``model.fc_norm.*``, ``model.head.*``, ``model.norm.*``, and
+``attn.k_bias``: some timm versions store BEiT's (always zero, never trained) key bias; a key bias adds the same
+``q · k_bias`` to every logit of a query, which the softmax cancels, so dropping it is exact whatever its value.
 """
 
 from __future__ import annotations
@@ -55,11 +58,18 @@ from models.completion import CompletionOptions, LearnedCompleter
 from models.hub import ModelUnavailableError, pick_device
 
 CHECKPOINT_REPO = "paulengstler/invisible-stitch"
+"""The GitHub repository that publishes the checkpoint (not a Hugging Face Hub id)."""
 CHECKPOINT_FILE = "invisible-stitch.pt"
+CHECKPOINT_HELP = (
+    f"download {CHECKPOINT_FILE} from the release files of https://github.com/{CHECKPOINT_REPO}/releases and pass "
+    "the file's path with --completer PATH, or use `--completer aligned` "
+    "(`--profile offline` needs no downloads)"
+)
+"""How to get the checkpoint, for error messages."""
 
 _BACKBONE = "core.core.pretrained.model."
 _DROP = re.compile(
-    r"(relative_position_index$|log_binomial_transform\.(k_idx|K_minus_1)$|"
+    r"(relative_position_index$|log_binomial_transform\.(k_idx|K_minus_1)$|\.attn\.k_bias$|"
     r"^core\.core\.pretrained\.model\.(fc_norm|head|norm)\.)"
 )
 
@@ -223,11 +233,7 @@ def load_invisible_stitch_checkpoint(
 
     path = Path(path)
     if not path.is_file():
-        raise ModelUnavailableError(
-            f"depth completer checkpoint {str(path)!r} not found: `huggingface-cli download {CHECKPOINT_REPO} "
-            f"{CHECKPOINT_FILE}` and pass the file, or use `--completer aligned` (`--profile offline` needs no "
-            "downloads)"
-        )
+        raise ModelUnavailableError(f"depth completer checkpoint {str(path)!r} not found: {CHECKPOINT_HELP}")
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     state = convert_invisible_stitch_state_dict(checkpoint)
     model = ZoeDepthForDepthEstimation(config or invisible_stitch_config())
@@ -246,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
 
     parser = argparse.ArgumentParser(description="Convert invisible-stitch.pt to a transformers folder (UNVERIFIED).")
-    parser.add_argument("checkpoint", help=f"path to {CHECKPOINT_FILE} (Hub repo {CHECKPOINT_REPO})")
+    parser.add_argument("checkpoint", help=f"path to {CHECKPOINT_FILE} (from github.com/{CHECKPOINT_REPO})")
     parser.add_argument("--out", required=True, help="folder to write config.json + model.safetensors into")
     args = parser.parse_args(argv)
     completer = load_invisible_stitch_checkpoint(args.checkpoint, device="cpu")

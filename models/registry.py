@@ -22,11 +22,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from models.completion import CompletionOptions
 from models.depth import METRIC_DEPTH_MODELS, RELATIVE_DEPTH_MODEL, ZOEDEPTH_MODEL, DepthOptions
 from models.diffusion import DEFAULT_OUTPAINTER, SDXL_OUTPAINTER, DiffusionOptions
 from models.hub import ModelUnavailableError, hub_cache_dir, is_cached, offline_mode, pick_device
+from models.invisible_stitch import CHECKPOINT_HELP, CHECKPOINT_REPO
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +39,9 @@ OFFLINE_OUTPAINTERS = ("patchmatch", "telea")
 OFFLINE_DEPTH = ("prior",)
 """``prior``: metric depth from a ground plane and a far backdrop (no learning)."""
 OFFLINE_COMPLETERS = ("aligned",)
+LEARNED_COMPLETER_AS_DEPTH = "completer"
+"""``depth_model="completer"``: view 0's depth from the learned completer with nothing known, at its training
+scale (Invisible Stitch's first view; 1 mm to 10 m)."""
 """``aligned``: the run's depth estimator aligned to the known depth (scale/shift + harmonic residual)."""
 
 OUTPAINTER_ALIASES = {"sd2": DEFAULT_OUTPAINTER, "sdxl": SDXL_OUTPAINTER}
@@ -61,7 +66,7 @@ class ModelOptions:
     completion: CompletionOptions = field(default_factory=CompletionOptions)
     """Scaling, padding, TTA and network size of a learned completer."""
 
-    scene: str = "indoor"
+    scene: Literal["indoor", "outdoor"] = "indoor"
     """Which Depth Anything V2 Metric model the generative profile uses: "indoor" (max 20 m) or "outdoor" (80 m)."""
 
     allow_download: bool = True
@@ -70,6 +75,13 @@ class ModelOptions:
     def __post_init__(self):
         if self.scene not in METRIC_DEPTH_MODELS:
             raise ValueError(f"scene must be one of {sorted(METRIC_DEPTH_MODELS)}, got {self.scene!r}")
+        for name, cls in (("diffusion", DiffusionOptions), ("depth", DepthOptions), ("completion", CompletionOptions)):
+            if not isinstance(getattr(self, name), cls):
+                raise ValueError(
+                    f"ModelOptions.{name} must be a {cls.__name__}, got {type(getattr(self, name)).__name__}"
+                )
+        if not isinstance(self.allow_download, bool):
+            raise ValueError(f"allow_download must be True or False, got {self.allow_download!r}")
 
 
 @dataclass
@@ -138,7 +150,7 @@ def build_components(
             profile = "offline"
             reason = (
                 f"auto chose offline: {', '.join(missing)} not in the local Hugging Face cache ({hub_cache_dir()}); "
-                f"`huggingface-cli download ID` for each enables the generative profile"
+                f"`hf download ID` for each enables the generative profile"
             )
         else:
             profile = "generative"
@@ -153,12 +165,21 @@ def build_components(
     comp_ref = completer or defaults[2]
 
     built_outpainter = build_outpainter(out_ref, device, options, allow_download)
-    built_estimator = build_estimator(depth_ref, device, options, allow_download)
-    built_completer = build_completer(comp_ref, built_estimator, device, options, allow_download)
+    if depth_ref == LEARNED_COMPLETER_AS_DEPTH:
+        if comp_ref in OFFLINE_COMPLETERS:
+            raise ValueError(
+                f"depth model {LEARNED_COMPLETER_AS_DEPTH!r} needs a learned completer (a folder, Hub id or .pt "
+                f"file), not {comp_ref!r}"
+            )
+        built_completer = build_completer(comp_ref, None, device, options, allow_download)
+        built_estimator = built_completer
+    else:
+        built_estimator = build_estimator(depth_ref, device, options, allow_download)
+        built_completer = build_completer(comp_ref, built_estimator, device, options, allow_download)
     parts = [f"outpainter {out_ref}", f"depth {depth_ref}", f"completer {comp_ref}"]
     learned = any(
-        ref not in OFFLINE_OUTPAINTERS + OFFLINE_DEPTH + OFFLINE_COMPLETERS for ref in (out_ref, depth_ref, comp_ref)
-    )
+        ref not in OFFLINE_OUTPAINTERS + OFFLINE_DEPTH + OFFLINE_COMPLETERS for ref in (out_ref, comp_ref)
+    ) or depth_ref not in OFFLINE_DEPTH + (LEARNED_COMPLETER_AS_DEPTH,)
     where = f" on {device.type}" if learned else ""
     description = f"{profile}{where}: " + ", ".join(parts)
     if reason:
@@ -187,36 +208,52 @@ def build_outpainter(reference: str, device=None, options: ModelOptions = ModelO
 
 
 def build_estimator(reference: str, device=None, options: ModelOptions = ModelOptions(), allow_download=True):
-    """A ``DepthEstimator`` from an offline name, alias, transformers folder or Hub id."""
+    """A ``DepthEstimator`` from an offline name, alias, transformers folder or Hub id.
+
+    A relative model (Depth Anything relative, DPT, Prompt Depth Anything) comes wrapped in
+    :class:`models.depth.AnchoredDepth` (metric, anchored to a floor below the camera) unless
+    ``options.depth.anchor`` is "none".
+    """
     if reference == "prior":
         from models.offline import GeometricPriorDepth
 
         return GeometricPriorDepth()
-    from models.depth import load_depth_estimator
+    from models.depth import AnchoredDepth, load_depth_estimator
 
-    return load_depth_estimator(
+    estimator = load_depth_estimator(
         DEPTH_ALIASES.get(reference, reference), device=device, options=options.depth, allow_download=allow_download
     )
+    if estimator.kind != "metric" and options.depth.anchor == "prior":
+        logger.info("%s predicts relative depth: anchoring it to a floor below the camera", reference)
+        return AnchoredDepth(
+            estimator, camera_height=options.depth.anchor_camera_height, max_depth=options.depth.anchor_max_depth
+        )
+    return estimator
 
 
 def build_completer(
     reference: str, estimator, device=None, options: ModelOptions = ModelOptions(), allow_download=True
 ):
-    """A ``DepthCompleter``: "aligned" (around ``estimator``), a 5-channel ZoeDepth folder/Hub id, or a .pt file."""
+    """A ``DepthCompleter``: "aligned" (around ``estimator``), "light" / "light-harmonic" (the shipped light
+    completer, :mod:`models.light_completer`), a 5-channel ZoeDepth folder/Hub id, or a .pt file."""
     if reference == "aligned":
         from models.depth_align import AlignedCompleter
 
         return AlignedCompleter(estimator)
+    if reference in ("light", "light-harmonic"):
+        from models.light_completer import LightOptions, load_light_completer
+
+        return load_light_completer(options=LightOptions(harmonic=reference == "light-harmonic"), device=device)
     path = Path(reference).expanduser()
     if path.is_file() and path.suffix in (".pt", ".pth", ".ckpt"):
         from models.invisible_stitch import load_invisible_stitch_checkpoint
 
         return load_invisible_stitch_checkpoint(path, device=device, options=options.completion)
     if not path.exists() and reference.endswith((".pt", ".pth", ".ckpt")):
+        raise ModelUnavailableError(f"depth completer checkpoint {reference!r} does not exist: {CHECKPOINT_HELP}")
+    if not path.exists() and reference.strip("/").lower() == CHECKPOINT_REPO.lower():
         raise ModelUnavailableError(
-            f"depth completer checkpoint {reference!r} does not exist: download `invisible-stitch.pt` from the "
-            "Hub repo paulengstler/invisible-stitch and pass its path, or use `--completer aligned` "
-            "(`--profile offline` runs without downloaded models)"
+            f"{CHECKPOINT_REPO!r} is a GitHub repository, not a Hugging Face model: {CHECKPOINT_HELP}"
         )
     from models.completion import load_completer
 

@@ -152,3 +152,34 @@ def test_load_original_checkpoint_file(tiny_pair, tmp_path, no_network):
     known_depth = torch.where(known_mask, torch.full((48, 64), 2.0), torch.zeros(()))
     depth = completer.complete(torch.rand(48, 64, 3), known_depth, known_mask, camera)
     assert depth.shape == (48, 64) and torch.equal(depth[known_mask], known_depth[known_mask])
+
+
+def test_stray_key_bias_is_dropped_and_changes_nothing(tiny_pair, tmp_path, no_network):
+    """Some timm versions store BEiT's key bias; the strict conversion and the checkpoint load must accept it, and
+    the softmax makes any key bias irrelevant, so the outputs equal those of the checkpoint without it."""
+    model, original = tiny_pair
+    with_k_bias = dict(original)
+    for block in range(model.config.backbone_config.num_hidden_layers):
+        with_k_bias[f"core.core.pretrained.model.blocks.{block}.attn.k_bias"] = torch.randn(
+            model.config.backbone_config.hidden_size
+        )
+    converted = convert_invisible_stitch_state_dict(with_k_bias, strict=True)
+    assert set(converted) == set(model.state_dict())
+    path = tmp_path / "with-k-bias.pt"
+    torch.save(with_k_bias, path)
+    completer = load_invisible_stitch_checkpoint(path, device="cpu", config=_tiny_zoedepth_config(5))
+    x = torch.rand(1, 5, 64, 96, generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        assert torch.equal(completer.model(pixel_values=x).predicted_depth, model(pixel_values=x).predicted_depth)
+
+
+def test_the_github_repository_id_gets_a_clear_message(no_network):
+    from models.hub import ModelUnavailableError
+    from models.registry import build_completer
+
+    with pytest.raises(ModelUnavailableError, match="GitHub repository, not a Hugging Face model") as info:
+        build_completer("paulengstler/invisible-stitch", None, device="cpu")
+    assert "github.com/paulengstler/invisible-stitch/releases" in str(info.value)
+    assert "huggingface-cli" not in str(info.value)
+    with pytest.raises(ModelUnavailableError, match="--completer PATH"):
+        build_completer("missing/invisible-stitch.pt", None, device="cpu")

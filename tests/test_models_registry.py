@@ -49,7 +49,7 @@ def test_auto_with_empty_cache_goes_offline_and_says_why(no_network):
     components = build_components("auto")
     assert components.profile == "offline"
     assert "auto chose offline" in components.description
-    assert DEFAULT_OUTPAINTER in components.description and "huggingface-cli download" in components.description
+    assert DEFAULT_OUTPAINTER in components.description and "hf download" in components.description
 
 
 def test_auto_with_cached_weights_goes_generative(no_network, tiny_models):
@@ -85,7 +85,7 @@ def test_generative_without_weights_gives_one_clear_message(no_network):
         build_components("generative")
     message = str(info.value)
     assert DEFAULT_OUTPAINTER in message
-    assert f"huggingface-cli download {DEFAULT_OUTPAINTER}" in message
+    assert f"hf download {DEFAULT_OUTPAINTER}" in message
     assert "--profile offline" in message
     assert isinstance(info.value, OSError)  # the CLI reports OSError/ValueError as a clean failure
 
@@ -129,6 +129,7 @@ def test_overrides_by_folder_mix_with_offline(no_network, tiny_models):
     )
     assert components.profile == "offline"
     assert isinstance(components.outpainter, DiffusionOutpainter)
-    assert components.estimator.kind == "relative_inverse"
+    assert components.estimator.kind == "metric"  # a relative model comes anchored (models.depth.AnchoredDepth)
+    assert components.estimator.relative.kind == "relative_inverse"
     assert isinstance(components.completer, LearnedCompleter)
     assert "on cpu" in components.description
