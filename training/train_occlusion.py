@@ -62,6 +62,10 @@ VALIDATION_SEED_OFFSET = 1_000_003
 MIN_OBJECT_PIXELS = 40
 """A sample needs at least this many object pixels (smaller objects teach nothing about edges)."""
 OBJECT_TRIES = 8
+WARMUP_STEPS = 20
+"""Linear learning-rate warm-up; its pace also sets how many steps fit the time budget."""
+FINISH_MARGIN_S = 20.0
+"""Seconds kept free at the end of the budget for the last evaluation and the final save."""
 EDGE_CROP_SHARE = 0.8
 """Share of training crops centred on a true occlusion edge (when the object has one); the rest are centred on
 a random object pixel, so fully visible and fully hidden objects are learned too."""
@@ -82,22 +86,22 @@ class TrainOcclusionConfig:
 
     seed: int = 0
     """Seeds worlds, cameras, objects, degradations, network initialisation and batches."""
-    views: int = 300
-    """Procedural training views rendered."""
-    objects_per_view: int = 6
+    views: int = 100
+    """Procedural training views rendered (the costly part of the data: ~0.2 s of CPU each)."""
+    objects_per_view: int = 12
     """Random virtual objects per view (each one a training sample)."""
-    val_views: int = 24
+    val_views: int = 12
     """Validation views (from seeds disjoint from training)."""
     size: tuple[int, int] = (192, 144)
     """(width, height) of the views; multiples of 16."""
     crop: int = 64
     """Side of the square crop kept per object (multiple of 16): most of a view lies off the object and teaches
     nothing, so each sample is a crop around the object's occlusion edge (see :data:`EDGE_CROP_SHARE`)."""
-    batch_size: int = 32
+    batch_size: int = 24
     """Crops per optimisation step."""
-    minutes: float = 8.0
-    """Wall-clock budget of the optimisation loop (data generation not included); the step count follows from it
-    (measured on the first steps) unless ``steps`` is given."""
+    minutes: float = 12.0
+    """Wall-clock budget of the whole run, data generation included; the step count follows from the pace of the
+    first steps and the time left, unless ``steps`` is given."""
     steps: int | None = None
     """Exact number of steps (reproducible schedule); None = as many as ``minutes`` allows."""
     lr: float = 3e-3
@@ -303,8 +307,17 @@ def train(
     train_samples: list[Sample],
     val_samples: list[Sample],
     log=print,
+    deadline: float | None = None,
 ) -> TrainResult:
-    """Optimise a fresh network; writes the best checkpoint to ``config.out`` and metrics to ``config.run_dir``."""
+    """Optimise a fresh network; writes the best checkpoint to ``config.out`` and metrics to ``config.run_dir``.
+
+    Args:
+        config: the run's settings.
+        train_samples, val_samples: from :func:`make_dataset`.
+        log: receives progress lines.
+        deadline: ``time.perf_counter()`` value by which the run must end (data generation already spent part of
+            the budget); None = ``config.minutes`` from now. Ignored when ``config.steps`` is set.
+    """
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed + 17)
     net = OcclusionNet(OcclusionNetConfig(widths=config.widths))
@@ -314,6 +327,7 @@ def train(
     planned = config.steps
     running, seen = 0.0, 0
     start = time.perf_counter()
+    deadline = deadline if deadline is not None else start + 60 * config.minutes
     step = 0
     config.run_dir.mkdir(parents=True, exist_ok=True)
     row = {
@@ -323,17 +337,23 @@ def train(
         "lr": config.lr,
         **evaluate(net, val_samples, config.batch_size),
     }
+    eval_seconds = time.perf_counter() - start
     history.append(row)
     log(_format(row))
+    loop_start = time.perf_counter()
     while True:
-        elapsed = time.perf_counter() - start
-        if planned is None and step == 20:  # the measured pace fixes the schedule from here on
-            planned = max(int(config.minutes * 60 / (elapsed / step)), step + 1)
-            log(f"  {elapsed / step:.3f} s/step: planning {planned} steps")
+        if planned is None and step == WARMUP_STEPS:  # the measured pace fixes the schedule from here on
+            now = time.perf_counter()
+            per_step = (now - loop_start) / step + eval_seconds / config.eval_every
+            planned = step + max(int((deadline - now - FINISH_MARGIN_S) / per_step), 1)
+            log(f"  {per_step:.3f} s/step with evaluations: planning {planned} steps")
         if planned is not None and step >= planned:
             break
-        total = planned if planned is not None else int(config.minutes * 60 / 0.2)
-        lr = config.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(step / max(total, 1), 1.0))))
+        if step < WARMUP_STEPS:
+            lr = config.lr * (step + 1) / WARMUP_STEPS
+        else:
+            progress = min((step - WARMUP_STEPS) / max(planned - WARMUP_STEPS, 1), 1.0)
+            lr = config.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
         for group in optimizer.param_groups:
             group["lr"] = lr
         index = rng.choice(len(train_samples), size=min(config.batch_size, len(train_samples)), replace=False)
@@ -435,7 +455,7 @@ def parse_args(argv: list[str] | None = None) -> TrainOcclusionConfig:
     parser.add_argument("--size", type=int, nargs=2, default=list(defaults.size), metavar=("W", "H"))
     parser.add_argument("--crop", type=int, default=defaults.crop, help="crop side per sample")
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    parser.add_argument("--minutes", type=float, default=defaults.minutes, help="optimisation budget")
+    parser.add_argument("--minutes", type=float, default=defaults.minutes, help="wall-clock budget, data included")
     parser.add_argument("--steps", type=int, default=None, help="exact step count (overrides --minutes)")
     parser.add_argument("--lr", type=float, default=defaults.lr)
     parser.add_argument("--eval-every", type=int, default=defaults.eval_every)
@@ -480,8 +500,9 @@ def main(argv: list[str] | None = None) -> None:
     data_seconds = time.perf_counter() - start
     print(f"  {len(train_samples)} training and {len(val_samples)} validation samples in {data_seconds:.0f} s")
     net_size = parameter_count(OcclusionNet(OcclusionNetConfig(widths=config.widths)))
-    print(f"training a {net_size}-parameter network for {config.steps or f'{config.minutes} min of'} steps")
-    result = train(config, train_samples, val_samples)
+    budget = f"{config.steps} steps" if config.steps else f"the rest of {config.minutes:g} min"
+    print(f"training a {net_size}-parameter network for {budget}")
+    result = train(config, train_samples, val_samples, deadline=start + 60 * config.minutes)
     best = min(result.history, key=lambda row: row["val_loss"])
     print(
         f"done: {result.steps} steps in {result.seconds:.0f} s (+{data_seconds:.0f} s data, pid {os.getpid()});"
