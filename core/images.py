@@ -25,6 +25,7 @@ and :func:`load_depth_file` reads a user-supplied depth map (16-bit PNG in milli
 from __future__ import annotations
 
 import io
+import json
 import math
 import struct
 import zipfile
@@ -529,10 +530,13 @@ def load_depth_file(
     *,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+    png_unit_m: float | None = None,
 ) -> DepthFile:
     """Read a user-supplied z-depth map for the input photo.
 
-    Accepted: a 16-bit grey PNG in **millimetres**; a ``.npy`` array or a ``.npz`` archive (the array named
+    Accepted: a 16-bit grey PNG in **millimetres** (or in ``png_unit_m`` metres per step; a PNG inside a
+    WorldStitch export uses its ``transforms.json``'s ``depth_unit_scale_factor``, which is coarser than 1 mm
+    for scenes deeper than 65.5 m); a ``.npy`` array or a ``.npz`` archive (the array named
     ``depth``, else the first one) in **metres**; or an array/tensor in metres. The type is recognised from the
     content, not the extension. Arrays may be ``[H, W]``, ``[1, H, W]`` or ``[H, W, 1]``.
 
@@ -554,7 +558,8 @@ def load_depth_file(
         metres = _depth_array(source, name, max_pixels)
     else:
         data, name = _read_source(source, max_file_bytes, what="depth map")
-        metres = _decode_depth(data, name, max_pixels)
+        unit = png_unit_m if png_unit_m is not None else _export_png_unit(source)
+        metres = _decode_depth(data, name, max_pixels, unit)
     depth = torch.from_numpy(np.ascontiguousarray(metres, dtype=np.float32))
     valid = torch.isfinite(depth) & (depth > 0) & (depth <= MAX_DEPTH_M)
     dropped = int((~valid).sum())
@@ -611,10 +616,26 @@ def resize_depth(
     return resized, valid
 
 
-def _decode_depth(data: bytes, name: str, max_pixels: int) -> np.ndarray:  # -> [H, W] metres
+def _export_png_unit(source) -> float:
+    """Metres per step of a depth PNG: the ``depth_unit_scale_factor`` of the WorldStitch export it sits in (a
+    ``transforms.json`` two folders up that lists it), else 1 mm."""
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        try:
+            data = json.loads((path.parent.parent / "transforms.json").read_text())
+            listed = {(path.parent.parent / f["depth_file_path"]).resolve() for f in data["frames"]}
+            unit = float(data["depth_unit_scale_factor"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return 1.0 / MM_PER_M
+        if path.resolve() in listed and 0.0 < unit <= 1.0:
+            return unit
+    return 1.0 / MM_PER_M
+
+
+def _decode_depth(data: bytes, name: str, max_pixels: int, png_unit_m: float) -> np.ndarray:  # -> [H, W] metres
     found = _sniff_format(data[:32])
     if found == "PNG":
-        return _depth_png(data, name, max_pixels)
+        return _depth_png(data, name, max_pixels) * np.float32(png_unit_m * MM_PER_M)
     if found == "numpy .npy":
         return _depth_array(_read_npy(io.BytesIO(data), name, max_pixels), name, max_pixels)
     if found == "zip / .npz":

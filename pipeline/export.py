@@ -23,8 +23,10 @@ from core.types import Frame, PointCloud
 AXES_COMMENT = "WorldStitch: OpenCV axes, +x right, +y down, +z forward (world = view 0's camera); up is -y"
 # nerfstudio / Blender camera axes are x right, y up, z backward: flip the camera's y and z axes.
 OPENCV_TO_OPENGL_CAMERA = np.diag([1.0, -1.0, -1.0, 1.0])
-DEPTH_PNG_SCALE = 1000.0  # 16-bit depth PNGs store millimetres
+DEPTH_PNG_SCALE = 1000.0  # 16-bit depth PNGs store millimetres when the scene fits (<= 65.535 m)
 MAX_DEPTH_PNG_M = 65.535  # largest depth a 16-bit millimetre PNG can hold
+DEPTH_PNG_UNITS_M = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1)  # per-scene PNG steps: 1 mm, else the finest that
+# holds the deepest pixel (2 mm holds 131 m: Depth Anything V2 Metric-Outdoor's 80 m), named in transforms.json
 
 
 def points_ply_bytes(cloud: PointCloud) -> bytes:
@@ -52,9 +54,19 @@ def png_bytes(array: np.ndarray) -> bytes:
 
 
 def depth_to_uint16_mm(depth: Tensor) -> np.ndarray:  # [H, W] metres -> [H, W] uint16 millimetres, 0 = unknown
+    return depth_to_uint16(depth, 1.0 / DEPTH_PNG_SCALE)
+
+
+def depth_png_unit(frames: list[Frame]) -> float:
+    """Metres per step of the scene's 16-bit depth PNGs: 1 mm, or the finest unit that holds its deepest pixel."""
+    deepest = max((float(f.depth[f.depth.isfinite()].max()) for f in frames if f.depth.isfinite().any()), default=0)
+    return next((unit for unit in DEPTH_PNG_UNITS_M if deepest / unit <= 65535), DEPTH_PNG_UNITS_M[-1])
+
+
+def depth_to_uint16(depth: Tensor, unit_m: float) -> np.ndarray:  # [H, W] metres -> [H, W] uint16 steps, 0 = unknown
     values = depth.detach().float().cpu().numpy()
     values = np.where(np.isfinite(values) & (values > 0), values, 0.0)
-    return np.clip(np.round(values * DEPTH_PNG_SCALE), 0, 65535).astype(np.uint16)
+    return np.clip(np.round(values / unit_m), 0, 65535).astype(np.uint16)
 
 
 def depth_preview(depth: Tensor, near: float | None = None, far: float | None = None) -> np.ndarray:
@@ -83,28 +95,29 @@ def depth_preview(depth: Tensor, near: float | None = None, far: float | None = 
 
 
 def frame_files(frames: list[Frame]) -> dict[str, bytes]:
-    """PNG files for every frame: colour, 16-bit depth (mm), depth preview and the generated-region mask."""
+    """PNG files for every frame: colour, 16-bit depth (in :func:`depth_png_unit` steps), depth preview, mask."""
     depths = torch.cat([f.depth.flatten() for f in frames])
     depths = depths[(depths > 0) & depths.isfinite()]
     near, far = (float(depths.min()), float(depths.max())) if depths.numel() else (None, None)
     files = {}
+    unit = depth_png_unit(frames)
     for frame in frames:
         stem = f"frame_{frame.index:03d}"
         files[f"images/{stem}.png"] = png_bytes(to_uint8(frame.rgb))
-        files[f"depth/{stem}.png"] = png_bytes(depth_to_uint16_mm(frame.depth))
+        files[f"depth/{stem}.png"] = png_bytes(depth_to_uint16(frame.depth, unit))
         files[f"depth_preview/{stem}.png"] = png_bytes(depth_preview(frame.depth, near, far))
         files[f"masks/{stem}.png"] = png_bytes(to_uint8(frame.fill_mask.float()))
     return files
 
 
 def transforms_json_bytes(frames: list[Frame], ply_file_path: str | None = "points.ply") -> bytes:
-    """nerfstudio-style transforms.json (OpenGL camera axes, camera-to-world matrices, depth in mm PNGs)."""
+    """nerfstudio-style transforms.json (OpenGL camera axes, camera-to-world matrices, depth PNG unit in metres)."""
     first = frames[0].camera
     data: dict = {
         "camera_model": "OPENCV",
         "w": first.width,
         "h": first.height,
-        "depth_unit_scale_factor": 1.0 / DEPTH_PNG_SCALE,
+        "depth_unit_scale_factor": depth_png_unit(frames),
         "frames": [],
     }
     if ply_file_path:

@@ -220,3 +220,37 @@ def test_anchoring_error_on_real_rgbd_frames_is_the_camera_height_assumption():
         assert float(((rescaled[valid] - gt[valid]).abs() / gt[valid]).mean()) < 0.07
         checked += 1
     assert checked == 5
+
+
+def _frames_with_depth(depth: torch.Tensor):
+    from core.types import Frame
+
+    camera = level_camera(*depth.shape)
+    everything = torch.ones(depth.shape, dtype=torch.bool)
+    rgb = torch.rand(*depth.shape, 3)
+    return [Frame(0, camera, rgb, depth, everything, depth.numel(), torch.zeros_like(depth), ~everything, everything)]
+
+
+@pytest.mark.parametrize("deepest_m, unit_m", [(20.0, 0.001), (80.0, 0.002), (120.0, 0.002), (300.0, 0.005)])
+def test_exported_depth_pngs_hold_the_scene_and_read_back(tmp_path, deepest_m, unit_m):
+    """An outdoor scene (Depth Anything V2 Metric-Outdoor reaches 80 m) must not clip at 65.5 m: the export picks
+    a per-scene PNG unit, names it in transforms.json, and load_depth_file reads an exported PNG in that unit."""
+    from core.images import load_depth_file
+    from pipeline.export import frame_files, transforms_json_bytes
+
+    depth = torch.linspace(0.7, deepest_m, WIDTH).expand(HEIGHT, WIDTH).clone()
+    frames = _frames_with_depth(depth)
+    files = frame_files(frames)
+    files["transforms.json"] = transforms_json_bytes(frames)
+    for name, data in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(data)
+    meta = json.loads(files["transforms.json"])
+    assert meta["depth_unit_scale_factor"] == pytest.approx(unit_m)
+
+    loaded = load_depth_file(tmp_path / meta["frames"][0]["depth_file_path"])
+    assert bool(loaded.valid_mask.all())
+    assert float((loaded.depth - depth).abs().max()) <= unit_m / 2 + 1e-6 * deepest_m
+    assert float(loaded.depth.max()) == pytest.approx(deepest_m, abs=unit_m)
+    explicit = load_depth_file(files["depth/frame_000.png"], png_unit_m=meta["depth_unit_scale_factor"])
+    assert torch.equal(explicit.depth, loaded.depth)
