@@ -1,26 +1,35 @@
 """A compiled CPU Gaussian rasteriser (forward and backward) for splat fitting, with numba.
 
-The decomposition is gsplat's: projection (means, quats, scales -> 2D means, conics, depths) and SH colours stay in
-torch autograd (:func:`renderers.gaussians.project_gaussians`, :func:`renderers.gaussians.gaussian_colors`); only
-the 2D stage -- per-Gaussian 2D mean, conic, opacity, RGB and depth -> image RGB, alpha and alpha-weighted depth --
-is one :class:`torch.autograd.Function` whose forward and backward are numba kernels. The image model is the one of
-:mod:`renderers.gaussians` (gsplat "classic"), so this backend equals the dense reference up to float32 rounding.
+The decomposition is gsplat's: a per-Gaussian projection (means, quats, scales -> 2D means, conics, depths), SH
+colours in torch (:func:`renderers.gaussians.gaussian_colors`), and the 2D stage -- per-Gaussian 2D mean, conic,
+opacity, RGB and depth -> image RGB, alpha and alpha-weighted depth -- as one :class:`torch.autograd.Function`
+whose forward and backward are numba kernels. The image model is the one of :mod:`renderers.gaussians` (gsplat
+"classic"), so this backend equals the dense reference up to float32 rounding.
+
+The projection is a second autograd Function with float64 numba kernels that compute exactly what
+:func:`renderers.gaussians.project_gaussians` does (tests compare values and gradients to 1e-9): through torch's
+batched 3×3 matmuls it cost ~90 ms forward + backward at 100k Gaussians on the (shared) 2-core machine, more
+than the whole budget of a fit step (issue 10: 40 ms). When the camera itself needs gradients (pose refinement),
+``project_gaussians`` is used instead. No frustum cull is needed: the projection is cheap for every Gaussian and
+the binning drops those whose footprint misses the image.
 
 How the 2D stage works:
 
-1. Binning (serial, no gradients): each drawn Gaussian's footprint is its alpha >= ALPHA_MIN ellipse,
-   ``dᵀ Q d <= 2 ln(255 · opacity)`` with Q the conic, whose bounding box gives the 16×16 tiles it touches. Tiles are
-   filled by a counting sort (count, prefix sum, fill) over the Gaussians taken front to back, so each tile's list
-   is already depth-sorted: a stable sort by (tile, depth) in O(pairs).
+1. Binning (no gradients): each drawn Gaussian's footprint is its alpha >= ALPHA_MIN ellipse,
+   ``dᵀ Q d <= 2 ln(255 · opacity)`` with Q the conic, whose bounding box gives the 16×16 tiles it touches. The
+   drawn Gaussians are copied front to back into one table (parallel), and tiles are filled by a counting sort
+   (count, prefix sum, fill; serial) over that order, so each tile's list is already depth-sorted: a stable sort
+   by (tile, depth) in O(pairs).
 2. Forward (``prange`` over tiles, biggest tiles first): each tile walks its list front to back and, for each
    Gaussian, visits only the pixels inside its ellipse (the x-span of every row is solved from the quadratic, then
-   checked pixel by pixel with the exact alpha), so the work is the contributing (Gaussian, pixel) pairs plus two
-   per row. Per pixel it keeps the transmittance, stops before the Gaussian that would take it to
+   checked pixel by pixel with the exact alpha), so the work is the contributing (Gaussian, pixel) pairs plus one
+   span per row. Per pixel it keeps the transmittance, stops before the Gaussian that would take it to
    TRANSMITTANCE_MIN or below, and stores the final transmittance and the last contributor for the backward pass.
 3. Backward (``prange`` over tiles): each tile walks its list back to front, recovering the transmittance before
    each contributor by division (T_before = T_after / (1 - alpha)) and the colour behind it as a running sum; the
    gradient of one Gaussian within one tile is summed in registers and written to that (tile, Gaussian) entry.
-   Entries belong to exactly one tile, so there are no races; a serial pass adds the entries per Gaussian.
+   Entries belong to exactly one tile, so there are no races; a parallel pass over Gaussians then sums each
+   one's entries (the binning recorded where they went).
    The result is deterministic whatever the thread count.
 
 Threading: numba's ``workqueue`` layer (no spin-waiting pool, no extra dependency; see THREADING_LAYER), the thread
@@ -28,12 +37,15 @@ count from the CPUs this process may use (affinity and cgroup quota), tiles hand
 thread slowed by a competing process does not hold up the others. Kernel launches are serialised by a lock because
 the workqueue layer must not be entered from two Python threads at once (the app renders from worker threads).
 
-Kernels are float32 and compiled on first use (``cache=True``: once per machine, a few seconds, then loaded from
-numba's cache). Inputs may be float32 or float64; the 2D stage runs in float32 and its outputs are cast back.
+The 2D stage is float32, the projection float64 (per Gaussian, cheap). Inputs may be float32 or float64; outputs
+and gradients come back in the inputs' dtype. Kernels compile on first use with ``cache=True``: once per machine
+(tens of seconds on 2 busy cores; the cache is written next to this file, or under NUMBA_CACHE_DIR when that is
+set, e.g. on a read-only install), then about a second to load.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import threading
@@ -96,6 +108,7 @@ if "NUMBA_THREADING_LAYER" not in os.environ:
 _KERNEL_LOCK = threading.Lock()
 
 
+@functools.lru_cache(maxsize=1)
 def available_cpus() -> int:
     """CPUs this process may actually use: its affinity mask, lowered by a cgroup v2 CPU quota when one is set."""
     count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -115,7 +128,7 @@ def _set_threads(chunk: int) -> None:
     numba.set_parallel_chunksize(chunk)
 
 
-# --- binning (serial, no gradients) -------------------------------------------------------------------------------
+# --- binning (no gradients) ---------------------------------------------------------------------------------------
 # Drawn Gaussians are renumbered front to back ("ranks") and their values copied into one float32 table in that
 # order, so that a tile walking its list reads memory in increasing order instead of jumping across all N.
 SORTED_COLUMNS = 13
@@ -123,7 +136,7 @@ SORTED_COLUMNS = 13
 (slope = b/a, k0 = 2t/a, k1 = det(Q)/a², see _footprints)."""
 
 
-@njit(cache=True)
+@njit(parallel=True, cache=True)
 def _footprints(
     packed,  # [M, 10] float32
     valid,  # [M] bool
@@ -140,7 +153,18 @@ def _footprints(
     span = np.zeros((m, 3), np.float32)  # [M, 3] slope, k0, k1
     box = np.zeros((m, 4), np.int32)  # [M, 4] first/last pixel column, first/last pixel row (inclusive)
     radii = np.zeros(m, np.int32)  # [M]
-    for g in range(m):
+    for chunk in prange((m + PARALLEL_CHUNK_GAUSSIANS - 1) // PARALLEL_CHUNK_GAUSSIANS):
+        start = chunk * PARALLEL_CHUNK_GAUSSIANS
+        _footprints_range(
+            start, min(m, start + PARALLEL_CHUNK_GAUSSIANS), packed, valid, height, width, span, box, radii
+        )
+    return span, box, radii
+
+
+@njit(cache=True)
+def _footprints_range(start, stop, packed, valid, height, width, span, box, radii):
+    """Gaussians start..stop-1 of _footprints (rows of those not drawn stay zero)."""
+    for g in range(start, stop):
         u, v = np.float64(packed[g, 0]), np.float64(packed[g, 1])
         a, b, c, opacity = np.float64(packed[g, 2]), np.float64(packed[g, 3]), np.float64(packed[g, 4]), packed[g, 5]
         det = a * c - b * b
@@ -161,10 +185,9 @@ def _footprints(
         span[g, 0], span[g, 1], span[g, 2] = b / a, 2.0 * t / a, det / (a * a)
         box[g, 0], box[g, 1], box[g, 2], box[g, 3] = x0, x1, y0, y1
         radii[g] = radius
-    return span, box, radii
 
 
-@njit(cache=True)
+@njit(parallel=True, cache=True)
 def _sorted_table(
     packed,  # [M, 10] float32
     span,  # [M, 3] float32
@@ -174,7 +197,7 @@ def _sorted_table(
     """The drawn Gaussians' values [D, 13] and boxes [D, 4], in depth order."""
     table = np.empty((order.shape[0], SORTED_COLUMNS), np.float32)
     sorted_box = np.empty((order.shape[0], 4), np.int32)
-    for k in range(order.shape[0]):
+    for k in prange(order.shape[0]):  # a gather: cheap enough per item for numba's parfor
         g = order[k]
         for col in range(PACKED_COLUMNS):
             table[k, col] = packed[g, col]
@@ -191,24 +214,36 @@ def _tile_lists(
     tiles_x,
     tiles_y,
 ):
-    """Counting sort of (tile, rank) pairs by tile; within a tile, ranks increase (front to back)."""
+    """Counting sort of (tile, rank) pairs by tile; within a tile, ranks increase (front to back).
+
+    Also returns, per rank, where its entries went (``by_rank[rank_offsets[k]:rank_offsets[k + 1]]``), so that
+    the backward pass can sum a Gaussian's entries without a scatter (in parallel, race-free)."""
     n_tiles = tiles_x * tiles_y
     offsets = np.zeros(n_tiles + 1, np.int64)  # [T + 1]
+    rank_offsets = np.zeros(box.shape[0] + 1, np.int64)  # [D + 1]
     for k in range(box.shape[0]):
         for ty in range(box[k, 2] // TILE_SIZE, box[k, 3] // TILE_SIZE + 1):
             for tx in range(box[k, 0] // TILE_SIZE, box[k, 1] // TILE_SIZE + 1):
                 offsets[ty * tiles_x + tx + 1] += 1
+        tiles_in_box = (box[k, 1] // TILE_SIZE - box[k, 0] // TILE_SIZE + 1) * (
+            box[k, 3] // TILE_SIZE - box[k, 2] // TILE_SIZE + 1
+        )
+        rank_offsets[k + 1] = rank_offsets[k] + tiles_in_box
     for t in range(n_tiles):
         offsets[t + 1] += offsets[t]
     fill = offsets[:-1].copy()
-    ranks = np.empty(offsets[n_tiles], np.int32)  # [E]
+    ranks = np.empty(offsets[n_tiles], np.int32)  # [E] rank of each entry, entries grouped by tile
+    by_rank = np.empty(offsets[n_tiles], np.int64)  # [E] entry indices grouped by rank
+    written = 0
     for k in range(box.shape[0]):
         for ty in range(box[k, 2] // TILE_SIZE, box[k, 3] // TILE_SIZE + 1):
             for tx in range(box[k, 0] // TILE_SIZE, box[k, 1] // TILE_SIZE + 1):
                 t = ty * tiles_x + tx
                 ranks[fill[t]] = k
+                by_rank[written] = fill[t]
+                written += 1
                 fill[t] += 1
-    return offsets, ranks
+    return offsets, ranks, rank_offsets, by_rank
 
 
 @njit(cache=True)
@@ -375,19 +410,22 @@ def _backward_kernel(
             grad_entries[e, 9] = g_z
 
 
-@njit(cache=True)
+@njit(parallel=True, cache=True)
 def _gather_gradients(
     grad_entries,  # [E, 10] float32
-    ranks,  # [E] int32
+    rank_offsets,  # [D + 1] int64
+    by_rank,  # [E] int64
     order,  # [D] int64 rank -> Gaussian
     count,
 ):  # -> [M, 10] float32
-    """Sum the (tile, Gaussian) entries per Gaussian (serial: entries of one Gaussian sit in different tiles)."""
+    """Sum each Gaussian's (tile, Gaussian) entries: parallel over Gaussians, each summing its own (no races)."""
     out = np.zeros((count, PACKED_COLUMNS), np.float32)
-    for e in range(ranks.shape[0]):
-        g = order[ranks[e]]
-        for col in range(PACKED_COLUMNS):
-            out[g, col] += grad_entries[e, col]
+    for k in prange(order.shape[0]):
+        g = order[k]
+        for j in range(rank_offsets[k], rank_offsets[k + 1]):
+            e = by_rank[j]
+            for col in range(PACKED_COLUMNS):
+                out[g, col] += grad_entries[e, col]
     return out
 
 
@@ -669,11 +707,15 @@ class _TileBins:
         self.height, self.width, self.count = height, width, packed.shape[0]
         self.tiles_x = (width + TILE_SIZE - 1) // TILE_SIZE
         tiles_y = (height + TILE_SIZE - 1) // TILE_SIZE
-        span, box, self.radii = _footprints(packed, valid, height, width)
+        with _KERNEL_LOCK:
+            _set_threads(1)  # _footprints hands out chunks of PARALLEL_CHUNK_GAUSSIANS itself
+            span, box, self.radii = _footprints(packed, valid, height, width)
         drawn = np.flatnonzero(self.radii > 0)
         self.order = drawn[np.argsort(packed[drawn, 9])]  # [D] front to back (ties: any order, as the reference)
-        self.table, self.box = _sorted_table(packed, span, box, self.order)
-        self.offsets, self.ranks = _tile_lists(self.box, self.tiles_x, tiles_y)
+        with _KERNEL_LOCK:
+            _set_threads(PARALLEL_CHUNK_GAUSSIANS)
+            self.table, self.box = _sorted_table(packed, span, box, self.order)
+        self.offsets, self.ranks, self.rank_offsets, self.by_rank = _tile_lists(self.box, self.tiles_x, tiles_y)
         self.tile_order = np.argsort(-np.diff(self.offsets), kind="stable")  # biggest first: shorter tail
 
     def forward(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -696,7 +738,9 @@ class _TileBins:
                 self.table, self.box, self.offsets, self.ranks, self.tile_order, self.tiles_x, self.height,
                 self.width, grad_out, final_t, last, grad_entries,
             )  # fmt: skip
-        return _gather_gradients(grad_entries, self.ranks, self.order, self.count)
+        with _KERNEL_LOCK:
+            _set_threads(PARALLEL_CHUNK_GAUSSIANS)
+            return _gather_gradients(grad_entries, self.rank_offsets, self.by_rank, self.order, self.count)
 
 
 class _Project(torch.autograd.Function):

@@ -2,7 +2,7 @@
 
 Run from the repository root::
 
-    python scripts/bench_raster.py              # about two minutes on 2 cores
+    OMP_WAIT_POLICY=PASSIVE python scripts/bench_raster.py   # a few minutes on 2 cores
     python scripts/bench_raster.py --quick      # 10k and 100k splats only, no threading-layer table
 
 What is measured, all in one run so that the figures are ratios taken under the same conditions:
@@ -22,6 +22,7 @@ splats at every count (as the pipeline's initialisation does after thinning).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -40,9 +41,10 @@ from renderers.gaussians_numba import NumbaGaussianRasterizer, available_cpus
 
 HEIGHT, WIDTH = 192, 256  # the fit resolution the issue's goal is stated at
 SPLAT_COUNTS = (10_000, 100_000, 400_000)
-SPLAT_SIZE = 1.6
-"""Splat standard deviation in units of the mean spacing between splat centres on screen: gives about 20-30
-composited splats per pixel, what the issue measured on real scenes after thinning."""
+SPLAT_SIZE = 0.5
+"""Splat standard deviation in units of the mean spacing between splat centres on screen: with the eps2d
+low-pass filter this gives about 25-30 composited splats per pixel at 100k, what the issue measured on real
+scenes after thinning (the count per pixel is printed)."""
 SH_DEGREE = 0  # the pipeline's default (SplatInitConfig.sh_degree)
 MIN_SECONDS = 2.0  # per measurement: repeat until this much wall time has passed ...
 MIN_REPEATS = 3  # ... and at least this many times
@@ -80,6 +82,7 @@ class Timing:
 def measure(rasterizer, params: list[Tensor], camera: Camera, target: Tensor, max_seconds: float) -> Timing:
     """Median per-call times of forward, backward (process CPU) and forward + backward (wall)."""
     leaves = [p.detach().clone().requires_grad_(True) for p in params]
+    rasterizer.render(*leaves, camera, SH_DEGREE).rgb.sum().backward()  # warm-up: compile or load kernels, caches
     fwd, bwd, wall = [], [], []
     start = time.perf_counter()
     repeats = 0
@@ -132,18 +135,12 @@ def run_cases(counts: tuple[int, ...], with_torch: bool) -> list[dict]:
         numba_r, torch_r = NumbaGaussianRasterizer(), TorchGaussianRasterizer()
         row = {"count": count, "pairs": pairs}
         for load in ("quiet", "loaded"):
-            busy = BusyProcess() if load == "loaded" else None
-            if busy:
-                busy.__enter__()
-            try:
-                torch.set_num_threads(1)  # numba backend: projection in torch is small; one torch thread
+            with BusyProcess() if load == "loaded" else contextlib.nullcontext():
+                torch.set_num_threads(1)  # numba backend: only SH colours and the loss run in torch; one thread
                 row[f"numba_{load}"] = measure(numba_r, params, camera, target, 30.0)
                 if with_torch:
                     torch.set_num_threads(available_cpus())  # torch backend at its best thread count
                     row[f"torch_{load}"] = measure(torch_r, params, camera, target, TORCH_MAX_SECONDS)
-            finally:
-                if busy:
-                    busy.__exit__()
         rows.append(row)
         print(f"  measured {count} splats", file=sys.stderr)
     return rows
@@ -169,7 +166,7 @@ def layer_table(count: int) -> list[str]:
         "|---|---|---|---|",
     ]
     for layer in ("workqueue", "omp", "tbb"):
-        env = dict(os.environ, NUMBA_THREADING_LAYER=layer, OMP_WAIT_POLICY=os.environ.get("OMP_WAIT_POLICY", ""))
+        env = dict(os.environ, NUMBA_THREADING_LAYER=layer, OMP_WAIT_POLICY="PASSIVE")  # omp: no spin-waiting
         proc = subprocess.run(
             [sys.executable, __file__, "--layer-child", str(count)], env=env, capture_output=True, text=True
         )
@@ -200,6 +197,7 @@ def main() -> None:
     warmup = time.perf_counter() - start
 
     counts = SPLAT_COUNTS[:2] if args.quick else SPLAT_COUNTS
+    load_before = os.getloadavg()[0]  # other processes on the machine: the loaded/quiet ratio assumes none
     rows = run_cases(counts, with_torch=not args.no_torch)
 
     import numba  # noqa: PLC0415 - after the first launch, so the layer in use is known
@@ -207,7 +205,8 @@ def main() -> None:
     print(
         f"CPUs available: {available_cpus()}, numba threads: {numba.get_num_threads()}, "
         f"layer: {numba.threading_layer()}, torch threads (torch backend): {available_cpus()}, "
-        f"first render incl. compile/cache load: {warmup:.1f} s, image {WIDTH}×{HEIGHT}, SH degree {SH_DEGREE}\n"
+        f"first render incl. compile/cache load: {warmup:.1f} s, image {WIDTH}×{HEIGHT}, SH degree {SH_DEGREE}, "
+        f"load average before / after: {load_before:.1f} / {os.getloadavg()[0]:.1f}\n"
     )
     print("| splats | pairs/px | backend | ns CPU/pair fwd | ns CPU/pair bwd | ns CPU/pair total | it/s quiet | "
           "it/s loaded | loaded / quiet |")  # fmt: skip
