@@ -92,6 +92,11 @@ def test_bad_path_json_names_the_field(tmp_path, capsys):
     assert "views[1].yaw" in _bad(tmp_path, capsys, "--image", str(EXAMPLE), "--mode", str(path))
 
 
+def test_unknown_mode_names_the_choices(tmp_path, capsys):
+    message = _bad(tmp_path, capsys, "--image", str(EXAMPLE), "--mode", "orbit")
+    assert "orbit" in message and "360" in message
+
+
 def test_unreadable_depth(tmp_path, capsys):
     depth = tmp_path / "depth.png"
     depth.write_bytes(b"\x89PNG\r\n\x1a\n broken")
