@@ -423,8 +423,10 @@ def _check_glb_textures(data: bytes, header: dict, name: str) -> None:
         )
         if not isinstance(view, dict):
             raise MeshError(f"mesh {name}: images[{i}] refers to a missing buffer view")
-        offset = binary_start + int(view.get("byteOffset", 0))
-        blob = data[offset : offset + int(view.get("byteLength", 0))]
+        offset, length = view.get("byteOffset", 0), view.get("byteLength", 0)
+        if not (isinstance(offset, int) and isinstance(length, int) and offset >= 0 and length >= 0):
+            raise MeshError(f"mesh {name}: images[{i}] has a buffer view with an invalid offset or length")
+        blob = data[binary_start + offset : binary_start + offset + length]
         try:
             with Image.open(io.BytesIO(blob)) as picture:
                 width, height = picture.size
@@ -899,8 +901,10 @@ def place_at_pixel(
         ValueError: the pixel is outside the view or its depth is unknown.
     """
     height, width = frame.depth.shape
-    if not (isinstance(column, int) and isinstance(row, int) and 0 <= column < width and 0 <= row < height):
+    whole = all(isinstance(x, (int, np.integer)) and not isinstance(x, bool) for x in (column, row))
+    if not (whole and 0 <= column < width and 0 <= row < height):
         raise ValueError(f"pixel (column {column}, row {row}) is outside the {width}x{height} view")
+    column, row = int(column), int(row)
     z = float(frame.depth[row, column])
     if not (math.isfinite(z) and z > 0):
         raise ValueError(f"the depth at pixel (column {column}, row {row}) is unknown")
