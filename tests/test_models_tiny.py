@@ -4,7 +4,9 @@ loading functions (``from_pretrained`` on a folder), offline, with a socket guar
 # ruff: noqa: F811  (pytest fixtures imported from tests.netguard are redefined as parameters)
 from __future__ import annotations
 
+import runpy
 import threading
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -220,3 +222,30 @@ def test_completer_as_view0_estimator_is_metric(tiny_models, no_network):
     estimate = completer.estimate(torch.rand(48, 64, 3), make_cameras("single", (64, 48))[0])
     assert estimate.kind == "metric" and estimate.values.shape == (48, 64)
     assert float(estimate.values.min()) > 0 and float(estimate.values.max()) <= TRAINING_MAX_DEPTH * 1.01
+
+
+# --- scripts/gpu_check.py ------------------------------------------------------------------------------------------
+
+GPU_CHECK = Path(__file__).resolve().parents[1] / "scripts" / "gpu_check.py"
+STATUSES = ("PASS", "FAIL", "SKIP", "INFO")
+
+
+def _gpu_check_main():
+    return runpy.run_path(str(GPU_CHECK), run_name="gpu_check")["main"]
+
+
+def test_gpu_check_without_cuda_exits_cleanly_with_a_message(monkeypatch, capsys, no_network):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert _gpu_check_main()([]) == 0
+    out = capsys.readouterr().out
+    assert "no CUDA device" in out and "--tiny" in out and "PASS" not in out
+
+
+def test_gpu_check_logic_runs_with_tiny_models_on_cpu(capsys, no_network):
+    status = _gpu_check_main()(["--tiny"])
+    out = capsys.readouterr().out
+    rows = [line.split()[0] for line in out.splitlines() if line.split() and line.split()[0] in STATUSES]
+    assert status == 0, out
+    assert rows.count("PASS") >= 6 and "FAIL" not in rows, out
+    for check in ("load outpainter", "seam on a half-known view", "same seed twice", "full 360 with SD2"):
+        assert check in out
