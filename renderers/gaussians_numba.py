@@ -752,24 +752,24 @@ class _Project(torch.autograd.Function):
         out = np.empty((means.shape[0], 6))  # [N, 6]
         valid = np.empty(means.shape[0], np.bool_)  # [N]
         with _KERNEL_LOCK:
-            _set_threads(1)
+            _set_threads(1)  # the kernel hands out chunks of PARALLEL_CHUNK_GAUSSIANS itself
             _project_forward(*arrays, view, intr, eps2d, near, out, valid)
-        ctx.arrays, ctx.camera = arrays, (view, intr, eps2d, near)
-        ctx.dtypes = (means.dtype, quats.dtype, scales.dtype)
+        ctx.save_for_backward(means, quats, scales)  # autograd then refuses if they are changed in place before
+        ctx.camera = (view, intr, eps2d, near)
         valid_t = torch.from_numpy(valid)
         ctx.mark_non_differentiable(valid_t)
         return torch.from_numpy(out).to(means.dtype), valid_t
 
     @staticmethod
     def backward(ctx, grad_out, _grad_valid):
+        inputs = ctx.saved_tensors
+        arrays = [t.detach().to(torch.float64).contiguous().numpy() for t in inputs]
         n = grad_out.shape[0]
         grads = np.empty((n, 3)), np.empty((n, 4)), np.empty((n, 3))
         with _KERNEL_LOCK:
             _set_threads(1)
-            _project_backward(
-                *ctx.arrays, *ctx.camera, grad_out.detach().to(torch.float64).contiguous().numpy(), *grads
-            )
-        g_means, g_quats, g_scales = (torch.from_numpy(g).to(d) for g, d in zip(grads, ctx.dtypes))
+            _project_backward(*arrays, *ctx.camera, grad_out.detach().to(torch.float64).contiguous().numpy(), *grads)
+        g_means, g_quats, g_scales = (torch.from_numpy(g).to(t.dtype) for g, t in zip(grads, inputs))
         return g_means, g_quats, g_scales, None, None, None, None
 
 
