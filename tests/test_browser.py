@@ -83,6 +83,7 @@ OVERLAY_ROWS = 40  # the block label and download button sit over the canvas's t
 WHEEL_STEP = 600  # one scroll "notch" burst; the viewer's zoom grows with distance, clamped at 30 units
 BORDER_PX = 4  # the block's border shows in the element screenshot
 MIN_COVERAGE = 0.05  # fraction of the canvas the scene must cover to count as "shown"
+VIEWER_TIMEOUT_S = 180  # SwiftShader WebGL on a loaded 2-core machine took > 90 s to show the canvas once
 
 
 def wait_for_scene(page, timeout_s: float) -> np.ndarray:
@@ -144,7 +145,7 @@ def drive(
             error = page.locator(".toast-message-text.error")
             done.or_(error).first.wait_for(timeout=job_timeout_s * 1000)
             assert not error.count(), f"the job failed in the browser: {error.first.inner_text()}"
-            canvas = wait_for_scene(page, timeout_s=90)
+            canvas = wait_for_scene(page, timeout_s=VIEWER_TIMEOUT_S)
             if zoom_out_steps:
                 canvas = zoom_out(page, zoom_out_steps)
             shot = out_dir / f"browser_{label}.png"
