@@ -109,3 +109,15 @@ def test_custom_path_json(tmp_path):
     out = tmp_path / "custom"
     assert main(["--image", str(EXAMPLE), "--mode", str(path), "--out", str(out), "--no-video", *SMALL]) == 0
     assert len(json.loads((out / "transforms.json").read_text())["frames"]) == 2
+
+
+def test_entry_module_loads_no_torch_before_main():
+    """``pipeline.__main__`` (the ``worldstitch`` entry point) imports nothing heavy, so main() can set up CPU
+    threads before torch loads."""
+    import subprocess
+    import sys
+
+    code = "import sys, pipeline.__main__; print(sorted(m for m in ('torch', 'gradio', 'tyro') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import app
-import pipeline.__main__ as cli
+import pipeline.cli as cli
 import webui.form
 from core.images import load_image
 from pipeline import config as run_config
