@@ -86,7 +86,7 @@ class TrainOcclusionConfig:
 
     seed: int = 0
     """Seeds worlds, cameras, objects, degradations, network initialisation and batches."""
-    views: int = 100
+    views: int = 150
     """Procedural training views rendered (the costly part of the data: ~0.2 s of CPU each)."""
     objects_per_view: int = 12
     """Random virtual objects per view (each one a training sample)."""
@@ -341,13 +341,22 @@ def train(
     history.append(row)
     log(_format(row))
     loop_start = time.perf_counter()
+    timed = config.steps is None
+    lr = config.lr
     while True:
-        if planned is None and step == WARMUP_STEPS:  # the measured pace fixes the schedule from here on
-            now = time.perf_counter()
+        now = time.perf_counter()
+        if timed and step >= WARMUP_STEPS and (planned is None or step % config.eval_every == 0):
+            # the pace so far (on a shared machine it drifts) sets how many steps still fit before the deadline
             per_step = (now - loop_start) / step + eval_seconds / config.eval_every
             planned = step + max(int((deadline - now - FINISH_MARGIN_S) / per_step), 1)
-            log(f"  {per_step:.3f} s/step with evaluations: planning {planned} steps")
-        if planned is not None and step >= planned:
+            if step == WARMUP_STEPS:
+                log(f"  {per_step:.3f} s/step with evaluations: planning {planned} steps")
+        if planned is not None and step >= planned or timed and now > deadline - FINISH_MARGIN_S:
+            if not history or history[-1]["step"] != step:
+                history.append(_evaluation_row(net, val_samples, config, step, start, running, seen, lr))
+                log(_format(history[-1]))
+                _write_metrics(config.run_dir, history)
+                best = _keep_best(net, history[-1], best, config)
             break
         if step < WARMUP_STEPS:
             lr = config.lr * (step + 1) / WARMUP_STEPS
@@ -365,24 +374,32 @@ def train(
         running += float(loss.detach())
         seen += 1
         step += 1
-        last = planned is not None and step >= planned
-        if step % config.eval_every == 0 or last:
-            row = {
-                "step": step,
-                "seconds": time.perf_counter() - start,
-                "train_loss": running / seen,
-                "lr": lr,
-                **evaluate(net, val_samples, config.batch_size),
-            }
+        if step % config.eval_every == 0:
+            history.append(_evaluation_row(net, val_samples, config, step, start, running, seen, lr))
             running, seen = 0.0, 0
-            history.append(row)
-            log(_format(row))
+            log(_format(history[-1]))
             _write_metrics(config.run_dir, history)
-            if row["val_loss"] < best:
-                best = row["val_loss"]
-                extra = {"step": str(step), "val_loss": f"{row['val_loss']:.5f}", "seed": str(config.seed)}
-                save_occlusion_weights(net, config.out, extra)
+            best = _keep_best(net, history[-1], best, config)
     return TrainResult(net, history, step, time.perf_counter() - start)
+
+
+def _evaluation_row(net, val_samples, config, step, start, running, seen, lr) -> dict[str, float]:
+    return {
+        "step": step,
+        "seconds": time.perf_counter() - start,
+        "train_loss": running / seen if seen else float("nan"),
+        "lr": lr,
+        **evaluate(net, val_samples, config.batch_size),
+    }
+
+
+def _keep_best(net: OcclusionNet, row: dict[str, float], best: float, config: TrainOcclusionConfig) -> float:
+    """Save the network when its validation loss is the lowest so far; returns the best loss."""
+    if row["val_loss"] >= best:
+        return best
+    extra = {"step": str(int(row["step"])), "val_loss": f"{row['val_loss']:.5f}", "seed": str(config.seed)}
+    save_occlusion_weights(net, config.out, extra)
+    return row["val_loss"]
 
 
 def _format(row: dict[str, float]) -> str:
