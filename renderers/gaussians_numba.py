@@ -150,15 +150,20 @@ def _footprints(
     sqrt(2t Σyy) with Σ = Q⁻¹. Radius 0 = not drawn (invalid, too faint or off-screen).
     """
     m = packed.shape[0]
-    span = np.zeros((m, 3), np.float32)  # [M, 3] slope, k0, k1
-    box = np.zeros((m, 4), np.int32)  # [M, 4] first/last pixel column, first/last pixel row (inclusive)
-    radii = np.zeros(m, np.int32)  # [M]
+    # Allocated outside any parallel loop on purpose: numba turns np.zeros into a parfor of its own, which with
+    # a chunk size of 1 is scheduled element by element (measured 50× slower than the whole function).
+    span, box, radii = _zeros_footprints(m)  # [M, 3] slope, k0, k1; [M, 4] x0, x1, y0, y1 (inclusive); [M]
     for chunk in prange((m + PARALLEL_CHUNK_GAUSSIANS - 1) // PARALLEL_CHUNK_GAUSSIANS):
         start = chunk * PARALLEL_CHUNK_GAUSSIANS
         _footprints_range(
             start, min(m, start + PARALLEL_CHUNK_GAUSSIANS), packed, valid, height, width, span, box, radii
         )
     return span, box, radii
+
+
+@njit(cache=True)
+def _zeros_footprints(m):
+    return np.zeros((m, 3), np.float32), np.zeros((m, 4), np.int32), np.zeros(m, np.int32)
 
 
 @njit(cache=True)
