@@ -348,3 +348,9 @@ def _check_choice(name: str, value, allowed) -> None:
 def is_path_file(mode: str) -> bool:
     """Whether a mode names a JSON path file rather than one of :data:`MODES`."""
     return mode not in MODES and Path(mode).suffix == ".json"
+
+
+def preset_values(preset: str) -> tuple[tuple[int, int], int, int]:
+    """(size, diffusion steps, splat iterations) a preset sets, read from the config it builds (for forms)."""
+    config = build_run_config(preset)
+    return config.scene.size, config.models.options.diffusion.steps, config.splats.iterations
