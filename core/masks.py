@@ -39,6 +39,14 @@ a relative jump is what a moving camera sees as a stretched point (the parallax 
 proportional to ``1/z_near - 1/z_far``), and it does not depend on how deep the rest of the scene is (a distant
 sky would make every indoor edge invisible to a fraction of the global range)."""
 
+PLANE_BEND = 0.25
+"""Three pixels lie on one surface when the two inverse-depth steps between them differ by at most 25 % of the
+larger: exactly 0 on any plane, small on gently curved surfaces, while a blurred step bends by far more (a box
+blur of a 1 → 3 depth step bends by 25-60 % per pixel)."""
+
+PLANE_EPS = 1e-5
+"""Relative slack of the line test on flat surfaces, where both steps are ~0 (float32 rounding is ~1e-7)."""
+
 SNAP_BAND_PX = 4
 """The surfaces on either side of a pixel are looked for up to 4 px away, so blurred edges (ramps) up to 4 px wide
 are snapped whole. Monocular depth networks blur occlusion edges over a few pixels (their features are 14-16x
@@ -162,6 +170,23 @@ class SnapResult(NamedTuple):
     edge_mask: Tensor  # [H, W] bool, True = the pixel straddled a discontinuity (and was moved)
 
 
+def _on_a_line(padded: Tensor, inverse: Tensor, pad: int, dy: int, dx: int) -> Tensor:  # -> [H, W] bool
+    """Pixels whose inverse depth continues the line through their next two pixels on one side along (dy, dx).
+
+    Inverse depth is linear in the pixel coordinates on any plane, so such a pixel may lie on a steep surface (a
+    floor at a grazing angle, a table top seen from just above) rather than between two surfaces.
+    """
+    height, width = inverse.shape
+    out = torch.zeros(height, width, dtype=torch.bool, device=inverse.device)
+    for sign in (1, -1):
+        first = _shifted(padded, pad, sign * dy, sign * dx, height, width)
+        second = _shifted(padded, pad, 2 * sign * dy, 2 * sign * dx, height, width)
+        step_near, step_far = inverse - first, first - second
+        tolerance = PLANE_BEND * torch.maximum(step_near.abs(), step_far.abs()) + PLANE_EPS * inverse
+        out |= (first > 0) & (second > 0) & ((step_near - step_far).abs() <= tolerance)
+    return out
+
+
 def _shifted(padded: Tensor, pad: int, dy: int, dx: int, height: int, width: int) -> Tensor:  # -> [H, W]
     """``padded`` (the map with ``pad`` zero pixels all round) read at (v + dy, u + dx) for every pixel."""
     return padded[pad + dy : pad + dy + height, pad + dx : pad + dx + width]
@@ -184,10 +209,18 @@ def snap_depth_edges(
     pixels on that side (at distances ``r`` and ``r + 1``, ``r <= band_px``) that agree within ``rel_threshold``
     (of the larger inverse depth), i.e. lie on one surface. A pixel straddles a discontinuity when its inverse
     depth lies between the two extrapolated surfaces and differs from both by at least ``rel_threshold`` of its
-    own value; it then takes the depth of the far flank pixel (the farthest found over both directions, and
-    always farther than the pixel). Pixels on either surface, including both sides of a
-    clean step edge and one-pixel-thin structures, are left alone. Fully vectorised: ``4 * band_px`` shifted
-    comparisons.
+    own value, **and** no plane explains it: a pixel whose inverse depth continues the line through its next two
+    pixels on one side (a plane seen edge-on along that axis: a floor at a grazing angle, a table top seen from
+    just above) is on a surface unless it straddles an edge along the other axis too (the corner of a blurred
+    object). An edge pixel takes the depth of the far flank pixel (the farthest found over both directions, and
+    always farther than the pixel). Pixels on either surface, including both sides of a clean step edge and
+    one-pixel-thin structures, are left alone. Fully vectorised: ``4 * band_px + 4`` shifted comparisons.
+
+    What a single depth map cannot tell apart: a real surface only one or two pixels across, between a near and
+    a far one (the front edge of a table top, the rim of a ball), from a blurred ramp of the same width. Both are
+    flagged. The grow loop therefore does not *move* edge pixels: it leaves them out of the cloud
+    (``~edge_mask``), so a real sliver costs a pixel-wide gap that the renderer's pinhole fill closes, never a
+    point on the wrong surface.
 
     Unknown pixels are ignored (a flank needs known pixels) and returned unchanged.
 
@@ -198,8 +231,8 @@ def snap_depth_edges(
             their middle).
 
     Returns:
-        ``SnapResult(depth, edge_mask)``: the snapped depth, and the pixels that were moved. A caller that prefers
-        to drop such pixels rather than snap them uses ``~edge_mask``.
+        ``SnapResult(depth, edge_mask)``: the snapped depth, and the edge pixels (those that were moved). A caller
+        that drops such pixels rather than snap them (the grow loop) uses ``~edge_mask``.
 
     Example:
         >>> d = torch.ones(8, 8); d[:, 4:] = 2.0; d[:, 4] = 1.5  # a one-pixel ramp between two planes
@@ -223,6 +256,7 @@ def snap_depth_edges(
     threshold = rel_threshold * inverse
     straddle = torch.zeros_like(valid)
     far_inverse = torch.full_like(inverse, float("inf"))  # smallest inverse depth = farthest flank
+    per_direction = []
     for dy, dx in ((0, 1), (1, 0)):  # along rows, along columns
         # every pair of neighbours (q, q + step) once: its inverse-depth difference and whether it lies on one surface
         following = torch.nn.functional.pad(padded[dy:, dx:], (0, dx, 0, dy))
@@ -256,6 +290,12 @@ def snap_depth_edges(
             & (off_b.abs() >= threshold)
             & (far < inverse)  # the far flank really is farther: snapping moves outwards
         )
+        per_direction.append((hit, far, _on_a_line(padded, inverse, pad, dy, dx)))
+    for (hit, far, on_line), (hit_across, _, _) in zip(per_direction, per_direction[::-1]):
+        # a pixel on a line with its next two pixels, on a surface that is smooth across (no edge the other way),
+        # lies on a plane: a steep one (a floor at a grazing angle, a table top seen from just above), not a ramp.
+        # The corner of a blurred object is a ramp both ways and stays an edge.
+        hit = hit & ~(on_line & ~hit_across)
         straddle |= hit
         far_inverse = torch.where(hit, torch.minimum(far_inverse, far), far_inverse)
     snapped = torch.where(straddle, 1.0 / far_inverse.clamp(min=torch.finfo(depth.dtype).tiny), depth)

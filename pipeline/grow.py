@@ -5,7 +5,7 @@ For each camera on the path after the first:
 1. render the fused cloud into the camera          → rgb_known, depth_known, known_mask
 2. outpaint colour where the cloud has nothing     → rgb
 3. complete depth, conditioned on the known depth  → depth
-4. snap depth edges onto the far surface
+4. find depth edges (pixels straddling a discontinuity are not lifted)
 5. lift the new region (+ seam band), dedupe, fuse
 
 The components are injected; this module holds no model, UI or file code.
@@ -112,17 +112,16 @@ class ScenePipeline:
         with clock.stage("depth"):
             depth0 = self._first_depth(image, cameras[0], initial_depth)
         with clock.stage("snap"):
-            snapped = snap_depth_edges(depth0, self.config.snap_rel_threshold).depth
-            # a depth map the user gave is kept as given where it is valid: only estimated or filled pixels move
-            given = initial_depth.to(depth0) > 0 if initial_depth is not None else None
-            depth0 = snapped if given is None else torch.where(given, depth0, snapped)
+            # pixels straddling a depth edge are not lifted (never moved: a blurred ramp and a thin real surface
+            # look alike); a depth map the user gave is lifted as given wherever it is valid
+            lift = ~snap_depth_edges(depth0, self.config.snap_rel_threshold).edge_mask
+            if initial_depth is not None:
+                lift |= _valid_depth(initial_depth.to(depth0))
         everything = torch.ones(height, width, dtype=torch.bool, device=image.device)
         nothing = torch.zeros_like(everything)
         with clock.stage("fuse"):
-            cloud = lift_pixels(image, depth0, everything, cameras[0], 0, self.config.point_footprint_px)
-        frames = [
-            Frame(0, cameras[0], image, depth0, everything, len(cloud), torch.zeros_like(depth0), nothing, everything)
-        ]
+            cloud = lift_pixels(image, depth0, lift, cameras[0], 0, self.config.point_footprint_px)
+        frames = [Frame(0, cameras[0], image, depth0, everything, len(cloud), torch.zeros_like(depth0), nothing, lift)]
 
         # 3. Every further view: render, outpaint, complete, snap, fuse
         for index, camera in enumerate(cameras[1:], start=1):
@@ -134,11 +133,12 @@ class ScenePipeline:
     def _first_depth(self, image: Tensor, camera: Camera, given: Tensor | None) -> Tensor:  # -> [H, W]
         if given is not None:
             given = given.to(image)
-            valid = given > 0
+            valid = _valid_depth(given)
             if bool(valid.all()):
                 return given
             # a partial depth map (holes, invalid values): the completer fills it, aligned to what is valid
-            return self.completer.complete(image, given, valid, camera)
+            given = torch.where(valid, given, torch.zeros_like(given))
+            return torch.where(valid, given, self.completer.complete(image, given, valid, camera))
         estimate = self.estimator.estimate(image, camera)
         if estimate.kind != "metric":
             raise ValueError("the first view needs metric depth: use a metric depth model or give a depth map")
@@ -179,12 +179,17 @@ class ScenePipeline:
 
         step("snap", index, 0.8)
         with clock.stage("snap"):
-            depth = snap_depth_edges(depth, cfg.snap_rel_threshold).depth
+            edges = snap_depth_edges(depth, cfg.snap_rel_threshold).edge_mask  # not lifted (see view 0)
 
         step("fuse", index, 0.9)
         with clock.stage("fuse"):
-            add = new_point_mask(fill, depth, seen.depth, seen.known_mask, cfg.dedupe_rel_tol)
+            add = new_point_mask(fill, depth, seen.depth, seen.known_mask, cfg.dedupe_rel_tol) & ~edges
             added = lift_pixels(rgb, depth, add, camera, index, cfg.point_footprint_px)
             cloud = cloud.cat(added)
         frame = Frame(index, camera, rgb, depth, fill, len(added), seen.depth, seen.known_mask, add)
         return frame, cloud
+
+
+def _valid_depth(depth: Tensor) -> Tensor:  # [H, W] -> [H, W] bool
+    """Finite, positive depth: anything else in a given map is unknown and gets filled."""
+    return torch.isfinite(depth) & (depth > 0)
