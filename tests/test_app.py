@@ -330,3 +330,21 @@ def test_a_job_waits_while_a_cancelled_one_still_holds_the_accelerator(tmp_path)
     rest = [item for item in events if item is not None]
     assert isinstance(rest[-1], JobOutputs) and len(runner.calls) == 1
     assert not lock.locked()
+
+
+def test_the_form_is_declared_once(tmp_path):
+    """The page's Generate inputs are the form declaration's, in its order, with its defaults and bounds."""
+    demo = app.build_demo(FakeRunner(), app.AppSettings(output_root=tmp_path / "jobs"), use_zero_gpu=False)
+    fields = demo.worldstitch.fields
+    generate = next(fn for fn in demo.fns.values() if fn.api_name == "generate")
+    assert len(generate.inputs) == len(fields)
+    for block, spec in zip(generate.inputs, fields):
+        assert block.label == spec.label
+        if spec.widget not in ("file",):
+            assert block.value == spec.default, spec.name
+        if spec.widget == "slider":
+            assert (block.minimum, block.maximum) == spec.bounds, spec.name
+    # the defaults are the run configuration's: the page as it opens runs what the CLI runs without options
+    form = {spec.name: spec.default for spec in fields}
+    assert form["negative_prompt"] == build_run_config().scene.negative_prompt
+    assert (form["width"], form["height"]) == build_run_config().scene.size
