@@ -237,9 +237,11 @@ def build_completer(
     """A ``DepthCompleter``: "aligned" (around ``estimator``), "light" / "light-harmonic" (the shipped light
     completer, :mod:`models.light_completer`), a 5-channel ZoeDepth folder/Hub id, or a .pt file."""
     if reference == "aligned":
+        from models.depth import AnchoredDepth
         from models.depth_align import AlignedCompleter
 
-        return AlignedCompleter(estimator)
+        # later views align to the known depth themselves: a relative model keeps its free scale + shift there
+        return AlignedCompleter(estimator.relative if isinstance(estimator, AnchoredDepth) else estimator)
     if reference in ("light", "light-harmonic"):
         from models.light_completer import LightOptions, load_light_completer
 

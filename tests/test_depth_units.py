@@ -152,6 +152,7 @@ def test_relative_model_runs_view_0_without_a_depth_file(tiny_models, no_network
     no --depth. The registry anchors it; the grow loop accepts it for view 0."""
     components = build_components("offline", depth_model=str(tiny_models["depth-relative"]), device="cpu")
     assert isinstance(components.estimator, AnchoredDepth)
+    assert components.completer.estimator is components.estimator.relative  # later views: scale + shift alignment
     image = torch.rand(HEIGHT, WIDTH, 3)
     camera = make_cameras("single", (WIDTH, HEIGHT))[0]
     estimate = components.estimator.estimate(image, camera)

@@ -133,3 +133,35 @@ def test_overrides_by_folder_mix_with_offline(no_network, tiny_models):
     assert components.estimator.relative.kind == "relative_inverse"
     assert isinstance(components.completer, LearnedCompleter)
     assert "on cpu" in components.description
+
+
+README_RECIPES = [
+    ["--profile", "generative", "--prompt", "a cozy living room"],
+    ["--profile", "generative", "--outpainter", "sdxl", "--depth-model", "da2-metric-outdoor"],
+    ["--profile", "auto"],
+    ["--profile", "generative", "--depth-model", "da2-small"],  # the permissive depth model (relative, anchored)
+    ["--profile", "generative", "--depth-model", "da2-small", "--outpainter", "patchmatch"],
+    ["--profile", "generative", "--depth-model", "zoedepth", "--models.diffusion.cpu-offload"],
+]
+
+
+def test_readme_model_recipes_run_as_written_with_tiny_models_in_the_cache(no_network, tiny_models, tmp_path):
+    """The README's generative recipes, aliases and all, with each default Hub id cached as a tiny random model."""
+    from models.depth import RELATIVE_DEPTH_MODEL, ZOEDEPTH_MODEL
+    from models.diffusion import SDXL_OUTPAINTER
+    from models.tiny import save_tiny_outpainter
+    from pipeline.__main__ import main
+
+    home = no_network
+    _fake_cache(home, DEFAULT_OUTPAINTER, tiny_models["outpainter"])
+    _fake_cache(home, SDXL_OUTPAINTER, save_tiny_outpainter(tmp_path / "sdxl", "sdxl"))
+    for scene in ("indoor", "outdoor"):
+        _fake_cache(home, METRIC_DEPTH_MODELS[scene], tiny_models["depth-metric"])
+    _fake_cache(home, RELATIVE_DEPTH_MODEL, tiny_models["depth-relative"])
+    _fake_cache(home, ZOEDEPTH_MODEL, tiny_models["depth-zoe"])
+    image = Path(__file__).resolve().parents[1] / "examples" / "room" / "image.png"
+    fast = ["--mode", "stage", "--size", "96x72", "--splat-iters", "0", "--no-video", "--models.diffusion.steps", "2"]
+    for number, recipe in enumerate(README_RECIPES):
+        out = tmp_path / f"run{number}"
+        assert main(["--image", str(image), "--out", str(out)] + recipe + fast) == 0, recipe
+        assert (out / "transforms.json").is_file() and (out / "splats.ply").is_file()
