@@ -164,8 +164,7 @@ def quality_rows(name: str, mode: str, quick: bool) -> dict:
     row["points"] = scores(lambda c: points.render(cloud.points, cloud.colors, c, cloud.radii).rgb)
     own = init_from_cloud(cloud, config.init)
     row["init_own_colours"] = scores(lambda c: own.render(c, "torch").rgb)
-    frozen = replace(config, iterations=1, stop_on_plateau=False, lr=replace(config.lr, **_zero_lrs()))
-    solved = fit_splats(frames, cloud, frozen).splats
+    solved = fit_splats(frames, cloud, replace(config, iterations=0)).splats  # iteration 0: init + colour solve
     row["init_solved"] = scores(lambda c: solved.render(c, "torch").rgb)
     start = time.perf_counter()
     fitted = fit_splats(frames, cloud, config)
@@ -174,10 +173,6 @@ def quality_rows(name: str, mode: str, quick: bool) -> dict:
     row["best_step"] = fitted.best_step
     row["fitted"] = scores(lambda c: fitted.splats.render(c, "torch").rgb)
     return row
-
-
-def _zero_lrs() -> dict[str, float]:
-    return {k: 0.0 for k in ("means", "scales", "quats", "opacities", "sh0", "shN")}
 
 
 def quality_table(quick: bool) -> list[str]:

@@ -9,6 +9,7 @@ import torch
 
 from core.cameras import Camera, intrinsics, pose, rotation_yaw_pitch
 from core.components import Cancelled, RenderResult
+from core.geometry import project
 from core.types import PointCloud
 from evaluation.splat_scenes import render_room, synthetic_room
 from pipeline.job import thin_cloud
@@ -29,6 +30,7 @@ from pipeline.splats import (
     step_budget,
 )
 from pipeline.splats.colors import solve_colors
+from pipeline.splats.model import merge_to_resolution
 from pipeline.splats.views import frame_target
 from renderers.gaussians import GaussianRender, TorchGaussianRasterizer
 from renderers.points import TorchPointRenderer
@@ -259,3 +261,20 @@ def test_prune_strategy_removes_transparent_splats():
     assert len(params) == 8
     # the optimiser follows the new tensors
     assert all(group["params"][0] is params.params[group["name"]] for group in params.optimizer.param_groups)
+
+
+def test_merge_to_fit_resolution_keeps_one_splat_per_fit_pixel(stage):
+    frames, cloud = stage
+    half = {f.index: f.camera.scaled(H // 2, W // 2) for f in frames}
+    merged = merge_to_resolution(cloud, half)
+    assert len(cloud) / 4 * 0.9 <= len(merged) <= len(cloud) / 4 * 1.1  # one of every 2×2 block of points
+    for view, camera in half.items():  # every kept point owns its own pixel of its source view at half size
+        points = merged.points[merged.source_view == view]
+        uv, z = project(points, camera.K, camera.world_to_cam)
+        cells = torch.floor(uv[:, 1]).long() * camera.width + torch.floor(uv[:, 0]).long()
+        assert cells.unique().numel() == cells.numel()
+    assert (merged.radii >= 2 * cloud.radii.min() * 0.99).all()  # half a pixel at half the resolution
+    assert merge_to_resolution(cloud, {f.index: f.camera for f in frames}) is cloud  # already one per pixel
+    only_first = merge_to_resolution(cloud, {0: half[0]})  # views without a camera keep all their points
+    assert (only_first.source_view > 0).sum() == (cloud.source_view > 0).sum()
+    assert (only_first.source_view == 0).sum() == (merged.source_view == 0).sum()

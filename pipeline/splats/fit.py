@@ -21,11 +21,12 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from core.cameras import Camera
 from core.components import Cancelled
 from core.types import Frame, PointCloud
 from pipeline.splats.colors import solve_colors
 from pipeline.splats.losses import fit_loss, masked_psnr
-from pipeline.splats.model import SplatInitConfig, Splats, init_from_cloud
+from pipeline.splats.model import SplatInitConfig, Splats, init_from_cloud, merge_to_resolution
 from pipeline.splats.strategy import PruneStrategy, SplatParams, SplatStrategy, StrategyState
 from pipeline.splats.views import (
     SupportRenderer,
@@ -86,12 +87,16 @@ class SplatConfig:
     """A check improves on the best so far when it beats it by at least this many dB (mean over held-out views)."""
     plateau_patience: int = 2
     """Checks without improvement before the fit stops."""
+    merge_to_fit_resolution: bool = True
+    """Before fitting a PointCloud, keep at most one point per pixel of its source view at the fitting resolution
+    (radius grown to that pixel; :func:`pipeline.splats.model.merge_to_resolution`): the fit cannot resolve
+    denser splats, and they multiply the splats composited per pixel. The returned splats are the merged set."""
     init: SplatInitConfig = SplatInitConfig()
     """How splats are made from the cloud."""
     color_solve_iterations: int = 5
     """CGLS iterations of the colour solve that makes the initial splats reproduce the frames (see
     :mod:`pipeline.splats.colors`); each costs one forward and one backward render per training view. Only when
-    fitting from a PointCloud. 0 = start from the points' own colours."""
+    fitting from a PointCloud (also with ``iterations`` = 0: the initial splats). 0 = the points' own colours."""
     rasterizer: Literal["auto", "torch", "numba", "gsplat"] = "auto"
     """Backend by name (:func:`renderers.gaussians.get_gaussian_rasterizer`): "auto" = gsplat on CUDA when it
     compiles, else the fastest CPU backend."""
@@ -220,17 +225,20 @@ def fit_splats(
             f"{config.plateau_every}, {config.plateau_patience}, {config.holdout_views}"
         )
     start = time.perf_counter()
-    splats = cloud if isinstance(cloud, Splats) else init_from_cloud(cloud, config.init)
-    if len(splats) == 0:
-        raise ValueError("cannot fit splats to an empty point cloud")
     generator = torch.Generator().manual_seed(config.seed)
     targets = [
         frame_target(f, i, config.mask_mode, config.mask_dilate_px, config.fit_max_side) for i, f in enumerate(frames)
     ]
+    source = cloud  # held-out targets are drawn from the full cloud
+    if isinstance(cloud, PointCloud) and config.merge_to_fit_resolution:
+        cloud = merge_to_resolution(cloud, {f.index: _fit_camera(f, config.fit_max_side) for f in frames})
+    splats = cloud if isinstance(cloud, Splats) else init_from_cloud(cloud, config.init)
+    if len(splats) == 0:
+        raise ValueError("cannot fit splats to an empty point cloud")
     budget = step_budget(config, len(frames))
     render_target = support_renderer
-    if render_target is None and isinstance(cloud, PointCloud):
-        render_target = _cloud_renderer(cloud)
+    if render_target is None and isinstance(source, PointCloud):
+        render_target = _cloud_renderer(source)
     if config.support_views_per_frame > 0 and support_renderer is not None:
         for f in frames:
             for _ in range(config.support_views_per_frame):
@@ -246,7 +254,7 @@ def fit_splats(
     background = torch.tensor(config.background, dtype=dtype, device=device)
 
     # 2. Colours that reproduce the frames, parameters, optimiser, pose corrections.
-    if isinstance(cloud, PointCloud) and budget > 0:
+    if isinstance(cloud, PointCloud):
         splats = solve_colors(splats, targets, rasterizer, config.color_solve_iterations, background)
     params = SplatParams(splats, config.lr.as_dict())
     pose_delta = torch.zeros(len(frames), 6, dtype=dtype, device=device, requires_grad=config.pose_refinement)
@@ -337,6 +345,15 @@ def fit_splats(
             poses.append(camera.world_to_cam.detach().to(frame.camera.world_to_cam.dtype))
     seconds = time.perf_counter() - start
     return FitResult(final, losses, psnr, seconds, steps, rasterizer.name, poses, curve, best_step)
+
+
+def _fit_camera(frame: Frame, fit_max_side: int | None) -> Camera:
+    """The frame's camera at the fitting resolution (as :func:`frame_target` scales it, before cropping)."""
+    camera = frame.camera
+    if fit_max_side is not None and max(camera.height, camera.width) > fit_max_side:
+        factor = fit_max_side / max(camera.height, camera.width)
+        camera = camera.scaled(max(1, round(camera.height * factor)), max(1, round(camera.width * factor)))
+    return camera
 
 
 def _cloud_renderer(cloud: PointCloud) -> SupportRenderer:

@@ -204,3 +204,54 @@ def _knn_half_distance(points: Tensor, k: int) -> Tensor:  # [N, 3] -> [N]
     dist, _ = cKDTree(xyz).query(xyz, k=k + 1)
     mean = torch.from_numpy(dist[:, 1:].mean(axis=1)).to(points)
     return 0.5 * mean.clamp_min(1e-12)
+
+
+def merge_to_resolution(
+    cloud: PointCloud,
+    cameras: dict[int, Camera],
+) -> PointCloud:
+    """At most one point per pixel of its source view at the given cameras' resolution, sized to that pixel.
+
+    The grow loop lifts one point per generated pixel at the working size; the fit sees the frames at a lower
+    resolution (``SplatConfig.fit_max_side``). Splats denser than the fit's pixels cannot be told apart by it, and
+    each pixel then composites 20-30 of them (their footprints are at least the 0.55 px low-pass filter wide).
+    Keeping the first point of every (view, fit pixel) cell and growing its radius to half a fit pixel at its depth
+    tiles each view once at the fit's resolution; the colour solve then gives each splat the area's colour.
+
+    Args:
+        cloud: the fused (possibly already thinned) cloud; ``source_view`` names the frame that lifted each point.
+        cameras: the camera of each source view at the fitting resolution, keyed by frame index.
+
+    Returns:
+        The merged cloud (the input itself when no cell holds more than one point). Points whose source view has
+        no camera are kept as they are.
+    """
+    if len(cloud) == 0:
+        return cloud
+    views = [v for v in torch.unique(cloud.source_view).tolist() if v in cameras]
+    radius = cloud.radii.clone()
+    offset = len(cloud)  # keys below this are the kept-as-they-are points' own indices
+    keys = torch.arange(len(cloud), device=cloud.points.device)
+    for view in views:
+        members = torch.nonzero(cloud.source_view == view).squeeze(1)
+        camera = cameras[view]
+        w2c, K = camera.world_to_cam.to(cloud.points), camera.K.to(cloud.points)
+        cam = cloud.points[members] @ w2c[:3, :3].T + w2c[:3, 3]  # [M, 3]
+        z = cam[:, 2].clamp_min(1e-6)
+        col = torch.floor(K[0, 0] * cam[:, 0] / z + K[0, 2]).long().clamp(0, camera.width - 1)
+        row = torch.floor(K[1, 1] * cam[:, 1] / z + K[1, 2]).long().clamp(0, camera.height - 1)
+        keys[members] = offset + row * camera.width + col
+        radius[members] = torch.maximum(radius[members], 0.5 * z / K[0, 0])  # half a fitting pixel at its depth
+        offset += camera.height * camera.width
+    _, first = _first_of_each(keys)
+    if first.numel() == len(cloud) and torch.equal(radius, cloud.radii):
+        return cloud
+    return PointCloud(cloud.points[first], cloud.colors[first], radius[first], cloud.source_view[first])
+
+
+def _first_of_each(keys: Tensor) -> tuple[Tensor, Tensor]:  # [N] long -> unique keys [U], first index of each [U]
+    unique, inverse = torch.unique(keys, return_inverse=True)
+    positions = torch.arange(keys.numel(), device=keys.device)
+    first = torch.full((unique.numel(),), keys.numel(), dtype=torch.long, device=keys.device)
+    first = first.scatter_reduce(0, inverse, positions, reduce="amin")
+    return unique, first
