@@ -45,6 +45,9 @@ from renderers.gaussians import SH_C0, GaussianRender, RasterSettings, get_gauss
 INIT_OPACITY = 0.9
 """Initial opacity: nearly opaque so an unfitted scene already looks like the point cloud (neighbouring
 footprints overlap, so coverage is ~1), yet below ALPHA_MAX so gradients still flow through transmittance."""
+RADIUS_GROWTH_TOLERANCE = 1.0 + 1e-4
+"""merge_to_resolution grows a radius only when half a fitting pixel beats it by more than rounding (a cloud
+lifted at the fitting resolution keeps its radii exactly)."""
 KNN_SCALE_RATIO_CAP = 4.0
 """With ``scale_source`` "knn"/"max", a splat is at most this many footprint radii wide: isolated points at depth
 edges have far neighbours and would otherwise become huge smears."""
@@ -241,7 +244,9 @@ def merge_to_resolution(
         col = torch.floor(K[0, 0] * cam[:, 0] / z + K[0, 2]).long().clamp(0, camera.width - 1)
         row = torch.floor(K[1, 1] * cam[:, 1] / z + K[1, 2]).long().clamp(0, camera.height - 1)
         keys[members] = offset + row * camera.width + col
-        radius[members] = torch.maximum(radius[members], 0.5 * z / K[0, 0])  # half a fitting pixel at its depth
+        pixel_radius = 0.5 * z / K[0, 0]  # half a fitting pixel at the point's depth
+        grow = pixel_radius > radius[members] * RADIUS_GROWTH_TOLERANCE
+        radius[members] = torch.where(grow, pixel_radius, radius[members])
         offset += camera.height * camera.width
     _, first = _first_of_each(keys)
     if first.numel() == len(cloud) and torch.equal(radius, cloud.radii):
