@@ -8,7 +8,8 @@ The network (:class:`LightCompleterNet`, ~0.6 M parameters, ~2.5 MB of float32 w
 3. **calibrated backprojection**: the known pixels lifted with ``K⁻¹`` to camera-frame points ``(x, y, z) / m``,
    plus the ray direction ``K⁻¹ [u, v, 1]`` of every pixel, so the network sees 3D positions and the field of view
    (a plane is linear in these, not in pixel coordinates);
-4. **sparse-to-dense pooling**: over windows of :data:`POOL_CELLS` blocks, the masked mean, min and max of the
+4. the harmonic (Laplace) interpolation of the known log-depth, which is also the base the output corrects;
+5. **sparse-to-dense pooling**: over windows of :data:`POOL_CELLS` blocks, the masked mean, min and max of the
    known log-depth and the fraction of known pixels — a dense, multi-scale summary of the sparse input that the
    first layers of a small network could not compute themselves.
 
@@ -83,6 +84,11 @@ class LightNetConfig:
     """Width (pixels) the network works at; the height follows the image's aspect. The size it was trained at:
     pooling windows and receptive field are in pixels, so running at the training scale keeps them meaningful."""
 
+    harmonic_input: bool = True
+    """Also feed the harmonic (Laplace) interpolation of the known log-depth, and predict the output as a
+    correction of it: the network starts from a continuous completion that equals the known depth on known pixels
+    and learns only the shapes (floors, walls) that a smooth interpolation misses."""
+
     def __post_init__(self):
         if len(self.widths) < 2 or any(int(w) < 1 for w in self.widths):
             raise ValueError(f"widths must be at least two positive channel counts, got {self.widths}")
@@ -93,8 +99,8 @@ class LightNetConfig:
 
     @property
     def in_channels(self) -> int:
-        # rgb 3 + mask 1 + log-depth 1 + backprojected xyz 3 + rays 2 + 4 pooled maps per window
-        return 10 + 4 * len(self.pool_cells)
+        # rgb 3 + mask 1 + log-depth 1 + backprojected xyz 3 + rays 2 + 4 pooled maps per window (+ harmonic 1)
+        return 10 + 4 * len(self.pool_cells) + int(self.harmonic_input)
 
 
 def _conv(cin: int, cout: int, stride: int = 1, dilation: int = 1) -> nn.Sequential:
@@ -135,8 +141,11 @@ class LightCompleterNet(nn.Module):
         known_depth: Tensor,  # [B, H, W], 0 where unknown
         known_mask: Tensor,  # [B, H, W] bool
         K: Tensor,  # [B, 3, 3] at this resolution
+        dense_log: Tensor | None = None,  # [B, H, W] harmonic fill of log(known depth); None = computed here
     ) -> tuple[Tensor, Tensor]:  # [B, C, H, W], [B] median known depth
-        """The network's input channels and each sample's normalising depth (median of its known depth)."""
+        """The network's input channels and each sample's normalising depth (median of its known depth).
+
+        With ``harmonic_input`` the last channel is the harmonic fill of ``log(depth / m)``."""
         batch, _, height, width = image.shape
         known = known_mask & torch.isfinite(known_depth) & (known_depth > 0)
         scale = torch.stack([_median_known(known_depth[b], known[b]) for b in range(batch)])  # [B]
@@ -155,8 +164,13 @@ class LightCompleterNet(nn.Module):
         z = ratio[:, None] * mask
         points = torch.cat([rays * z, z], dim=1)  # [B, 3, H, W] known pixels lifted with K⁻¹, in units of m
         pooled = [_sparse_pool(log_depth, mask, cell) for cell in self.config.pool_cells]
-        x = torch.cat([image - 0.5, mask, log_depth, points, rays, *pooled], dim=1)
-        return x, scale
+        channels = [image - 0.5, mask, log_depth, points, rays, *pooled]
+        if self.config.harmonic_input:
+            if dense_log is None:
+                dense_log = torch.stack([harmonic_log_depth(known_depth[b], known[b]) for b in range(batch)])
+            dense = dense_log.to(image) - scale.clamp_min(MIN_DEPTH).log()[:, None, None]
+            channels.append(dense.clamp(-MAX_LOG_RATIO, MAX_LOG_RATIO)[:, None])
+        return torch.cat(channels, dim=1), scale
 
     def forward(
         self,
@@ -164,12 +178,13 @@ class LightCompleterNet(nn.Module):
         known_depth: Tensor,  # [B, H, W], 0 where unknown
         known_mask: Tensor,  # [B, H, W] bool
         K: Tensor,  # [B, 3, 3]
+        dense_log: Tensor | None = None,  # [B, H, W] harmonic fill of log(known depth) (training caches it)
     ) -> tuple[Tensor, Tensor]:  # [B, H, W] log(depth / m), [B] m
         """Predicted ``log(depth / m)`` at the input resolution (sides must be multiples of 16) and ``m``."""
         height, width = image.shape[-2:]
         if height % WORK_MULTIPLE or width % WORK_MULTIPLE:
             raise ValueError(f"the network needs sides that are multiples of {WORK_MULTIPLE}, got {width}x{height}")
-        x, scale = self.features(image, known_depth, known_mask, K)
+        x, scale = self.features(image, known_depth, known_mask, K, dense_log)
         skips = [self.stem(x)]
         for stage in self.down:
             skips.append(stage(skips[-1]))
@@ -178,10 +193,17 @@ class LightCompleterNet(nn.Module):
             skip = skips.pop()
             y = F.interpolate(y, size=skip.shape[-2:], mode="bilinear", align_corners=False)
             y = stage(torch.cat([y, skip], dim=1))
-        # the head starts at zero, so an untrained network predicts the pooled known log-depth
-        base = x[:, -4]  # the widest pooling level's masked mean
+        # the head starts at zero, so an untrained network predicts the harmonic fill (or the widest pooled mean)
+        base = x[:, -1] if self.config.harmonic_input else x[:, -4]
         log_ratio = self.head(y)[:, 0] + base  # [B, H, W]
         return log_ratio.clamp(-MAX_LOG_RATIO, MAX_LOG_RATIO), scale
+
+
+def harmonic_log_depth(known_depth: Tensor, known: Tensor) -> Tensor:  # [H, W], [H, W] bool -> [H, W]
+    """Harmonic (Laplace) interpolation of the known log-depth over the whole image (0 where nothing is known)."""
+    with torch.no_grad():
+        values = torch.where(known, known_depth, torch.ones_like(known_depth)).clamp_min(MIN_DEPTH).log()
+        return harmonic_fill(values.float().cpu(), known.cpu()).to(known_depth.device)
 
 
 def _median_known(depth: Tensor, known: Tensor) -> Tensor:  # [H, W], [H, W] bool -> []
@@ -433,6 +455,7 @@ def load_light_net(path: str | Path = DEFAULT_WEIGHTS, device: str | torch.devic
     metadata = read_light_metadata(path)
     try:
         raw = json.loads(metadata["config"])
+        raw.setdefault("harmonic_input", False)  # written before the option existed
         config = LightNetConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
     except (KeyError, TypeError, ValueError) as err:
         raise LightWeightsError(f"{Path(path).name!r}: bad network config in the metadata: {err}") from err

@@ -198,6 +198,7 @@ def test_geometry_consistency_is_zero_for_true_depth_also_when_flipped():
         K_a=cam_a.K[None],
         b_to_a=b_to_a[None],
         has_pair=torch.tensor([True]),
+        dense_log=torch.zeros_like(depth_b)[None],
     )
     flipped = make_batch(samples, torch.tensor([True]), "cpu")
     assert torch.equal(flipped.target[0], depth_b.flip(-1))

@@ -38,8 +38,9 @@ class LightModel(nn.Module):
         known_depth: Tensor,  # [B, H, W]
         known_mask: Tensor,  # [B, H, W] bool
         K: Tensor,  # [B, 3, 3]
+        dense_log: Tensor | None = None,  # [B, H, W] cached harmonic fill of the known log-depth
     ) -> Tensor:  # [B, H, W] log-depth
-        log_ratio, scale = self.net(image, known_depth, known_mask, K)
+        log_ratio, scale = self.net(image, known_depth, known_mask, K, dense_log)
         return log_ratio + scale.clamp_min(MIN_DEPTH).log()[:, None, None]
 
     def save(self, folder: Path, extra: dict[str, str]) -> Path:
@@ -82,6 +83,7 @@ class ZoeDepthModel(nn.Module):
         known_depth: Tensor,  # [B, H, W]
         known_mask: Tensor,  # [B, H, W] bool
         K: Tensor,  # [B, 3, 3] (unused: ZoeDepth does not take intrinsics)
+        dense_log: Tensor | None = None,  # [B, H, W] (unused)
     ) -> Tensor:  # [B, H, W] log-depth
         height, width = image.shape[-2:]
         valid = (known_mask & (known_depth > 0)).to(image)

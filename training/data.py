@@ -37,6 +37,7 @@ from core.images import load_image
 from core.masks import SPARSE_DEPTH_ERODE_PX, erode
 from evaluation.datasets import RGBDView, resize_view
 from evaluation.pairs import ViewPair, is_held_out, random_shapes, render_known, side_cut, training_pairs
+from models.light_completer import harmonic_log_depth
 
 PAIRS_PER_CHUNK = 32
 """Procedural pairs are drawn in chunks of this many (8 worlds of 4 pairs), one chunk per worker task."""
@@ -78,6 +79,8 @@ class SampleSet:
         K_a: A's intrinsics.
         b_to_a: rigid transform from B's camera frame to A's.
         has_pair: True where A is a real second view.
+        dense_log: harmonic fill of the known log-depth (the light network's input; cached here, it is the slowest
+            feature to compute and depends only on the sample).
     """
 
     image: Tensor  # [N, 3, H, W] uint8
@@ -89,6 +92,7 @@ class SampleSet:
     K_a: Tensor  # [N, 3, 3] float32
     b_to_a: Tensor  # [N, 4, 4] float32
     has_pair: Tensor  # [N] bool
+    dense_log: Tensor  # [N, H, W] float32
 
     def __len__(self) -> int:
         return int(self.image.shape[0])
@@ -144,6 +148,7 @@ def _stack(rows: list[dict[str, Tensor]]) -> SampleSet:
             K_a=torch.zeros(0, 3, 3),
             b_to_a=torch.zeros(0, 4, 4),
             has_pair=torch.zeros(0, dtype=torch.bool),
+            dense_log=torch.zeros(0, 1, 1),
         )
     return SampleSet(**{name: torch.stack([row[name] for row in rows]) for name in rows[0]})
 
@@ -165,6 +170,7 @@ def _row(
     depth_a: Tensor | None,  # [H, W]
 ) -> dict[str, Tensor]:
     has_pair = camera_a is not None and depth_a is not None
+    known = known_mask & (known_depth > 0)
     return {
         "image": _to_uint8(image),
         "known_depth": torch.where(known_mask, known_depth, torch.zeros(())).float(),
@@ -175,6 +181,7 @@ def _row(
         "K_a": (camera_a if has_pair else camera).K.float(),
         "b_to_a": _relative_pose(camera, camera_a) if has_pair else torch.eye(4),
         "has_pair": torch.tensor(has_pair),
+        "dense_log": harmonic_log_depth(known_depth.float(), known) if bool(known.any()) else torch.zeros_like(target),
     }
 
 

@@ -31,7 +31,7 @@ from torch import Tensor
 from core.files import atomic_write
 from core.images import encode_png
 from core.masks import dilate
-from evaluation.pairs import ViewPair, bathroom_pairs, icl_pairs, procedural_pairs, tum_pairs
+from evaluation.pairs import DEFAULT_SIZE, ViewPair, bathroom_pairs, icl_pairs, procedural_pairs, tum_pairs
 from models.depth_align import AlignedCompleter
 from models.light_completer import DEFAULT_WEIGHTS, LightOptions, load_light_completer
 from models.offline import GeometricPriorDepth
@@ -118,7 +118,12 @@ def depth_picture(pair: ViewPair, outputs: dict[str, Tensor]) -> np.ndarray:  # 
 
 
 def evaluate(
-    weights: Path, sets: list[str], procedural_count: int, picture_dir: Path | None, log=print
+    weights: Path,
+    sets: list[str],
+    procedural_count: int,
+    picture_dir: Path | None,
+    size: tuple[int, int] = DEFAULT_SIZE,
+    log=print,
 ) -> dict[str, dict[str, dict[str, float]]]:
     """Scores per set and method (see module docstring)."""
     methods = {
@@ -127,10 +132,10 @@ def evaluate(
         "light + harmonic": load_light_completer(weights, LightOptions(harmonic=True)),
     }
     sources = {
-        "procedural-heldout": lambda: procedural_pairs(0, procedural_count),
-        "bathroom": bathroom_pairs,
-        "icl": icl_pairs,
-        "tum": tum_pairs,
+        "procedural-heldout": lambda: procedural_pairs(0, procedural_count, size),
+        "bathroom": lambda: bathroom_pairs(size),
+        "icl": lambda: icl_pairs(size),
+        "tum": lambda: tum_pairs(size),
     }
     results: dict[str, dict[str, dict[str, float]]] = {}
     for name in sets:
@@ -152,7 +157,8 @@ def evaluate(
             continue
         results[name] = {m: t.summary() | {"pairs": count} for m, t in tallies.items()}
         if picture_dir is not None and pictures:
-            atomic_write(picture_dir / f"light_eval_{name}.png", encode_png(np.concatenate(pictures, axis=0)))
+            suffix = "" if size == DEFAULT_SIZE else f"_{size[0]}x{size[1]}"
+            atomic_write(picture_dir / f"light_eval_{name}{suffix}.png", encode_png(np.concatenate(pictures, axis=0)))
     return results
 
 
@@ -203,10 +209,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pictures", type=Path, default=None, help="folder for light_eval_<set>.png pictures")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (timing and scoring)")
+    parser.add_argument("--size", type=int, nargs=2, default=list(DEFAULT_SIZE), help="pair size: width height")
     parser.add_argument("--no-timing", action="store_true", help="skip the 512x384 timing")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    results = evaluate(args.weights, args.sets, args.procedural_count, args.pictures)
+    results = evaluate(args.weights, args.sets, args.procedural_count, args.pictures, tuple(args.size))
     timing = None if args.no_timing else time_per_view(args.weights, args.threads)
     print(format_results(results, timing))
     if args.json is not None:

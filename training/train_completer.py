@@ -56,6 +56,9 @@ from training.losses import geometry_consistency, gradient_matching, log_l1
 VALIDATION_SEED_OFFSET = 500_000
 """Validation pairs come from training-range worlds this far above ``--seed``: never trained on, never benchmark."""
 
+DATA_LAYOUT = 2
+"""Version of the cached sample layout (2: with the harmonic fill); older caches are rebuilt, not misread."""
+
 FINAL_LR_FRACTION = 0.05
 """Cosine decay ends at 5 % of the peak learning rate."""
 
@@ -84,6 +87,9 @@ class TrainConfig:
 
     widths: tuple[int, ...] = LightNetConfig().widths
     """Channel widths of the light network at 1, 1/2, 1/4, ... of the working resolution."""
+
+    harmonic_input: bool = LightNetConfig().harmonic_input
+    """Light network: feed the harmonic interpolation of the known log-depth and predict a correction of it."""
 
     seed: int = TRAINING_SEED_MIN
     """Seeds the initialisation, batches, flips and the first procedural world (>= 1000: seeds 0-99 are the
@@ -190,6 +196,7 @@ def _jsonable(config: TrainConfig) -> dict:
 def _data_key(config: TrainConfig) -> str:
     keys = ("seed", "size", "procedural_pairs", "distill_images", "teacher", "masks_per_image", "distill_hfov_deg")
     payload = {k: _jsonable(config)[k] for k in keys} | {"grown": [str(p) for p in config.grown_scenes]}
+    payload["layout"] = DATA_LAYOUT
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -228,7 +235,7 @@ def build_training_data(config: TrainConfig, log=print) -> SampleSet:
 
 
 def build_validation_data(config: TrainConfig) -> SampleSet:
-    cache = config.out / f"val-{config.seed}-{config.val_pairs}-{config.size[0]}x{config.size[1]}.pt"
+    cache = config.out / f"val{DATA_LAYOUT}-{config.seed}-{config.val_pairs}-{config.size[0]}x{config.size[1]}.pt"
     if cache.is_file():
         return SampleSet.load(cache)
     data = procedural_set(config.seed + VALIDATION_SEED_OFFSET, config.val_pairs, config.size, config.data_workers)
@@ -239,7 +246,11 @@ def build_validation_data(config: TrainConfig) -> SampleSet:
 def build_model(config: TrainConfig):
     if config.model == "zoedepth":
         return ZoeDepthModel.load(config.zoedepth)
-    return LightModel(LightNetConfig(widths=tuple(config.widths), work_width=int(config.size[0])))
+    return LightModel(
+        LightNetConfig(
+            widths=tuple(config.widths), work_width=int(config.size[0]), harmonic_input=config.harmonic_input
+        )
+    )
 
 
 def learning_rate(config: TrainConfig, step: int) -> float:
@@ -274,19 +285,21 @@ class Batch:
     K_a: Tensor  # [B, 3, 3]
     b_to_a: Tensor  # [B, 4, 4]
     has_pair: Tensor  # [B] bool
+    dense_log: Tensor  # [B, H, W]
 
 
 def make_batch(samples: SampleSet, flips: Tensor, device) -> Batch:  # flips [B] bool
     """Float images on ``device``; flipped samples are mirrored left-right with their intrinsics and pose."""
     image = samples.image.float() / 255.0
     known_depth, known_mask, target = samples.known_depth, samples.known_mask, samples.target
-    K, b_to_a = samples.K.clone(), samples.b_to_a.clone()
+    K, b_to_a, dense_log = samples.K.clone(), samples.b_to_a.clone(), samples.dense_log.clone()
     if bool(flips.any()):
         width = image.shape[-1]
         f = flips
         image[f] = image[f].flip(-1)
         known_depth, known_mask, target = known_depth.clone(), known_mask.clone(), target.clone()
         known_depth[f], known_mask[f], target[f] = known_depth[f].flip(-1), known_mask[f].flip(-1), target[f].flip(-1)
+        dense_log[f] = dense_log[f].flip(-1)  # the Laplace fill commutes with a mirror
         K[f, 0, 2] = width - K[f, 0, 2]
         # a mirrored B camera sees point (x, y, z) at (-x, y, z): B's frame -> A's is composed with that mirror
         mirror = torch.diag(torch.tensor([-1.0, 1.0, 1.0, 1.0]))
@@ -301,12 +314,13 @@ def make_batch(samples: SampleSet, flips: Tensor, device) -> Batch:  # flips [B]
         samples.K_a.to(device),
         b_to_a.to(device),
         samples.has_pair.to(device),
+        dense_log.to(device),
     )
 
 
 def compute_losses(model, batch: Batch, config: TrainConfig) -> dict[str, Tensor]:
     """The weighted loss and its parts for one batch."""
-    pred_log = model(batch.image, batch.known_depth, batch.known_mask, batch.K).float()
+    pred_log = model(batch.image, batch.known_depth, batch.known_mask, batch.K, batch.dense_log).float()
     weight = torch.where(batch.known_mask, torch.full_like(pred_log, config.known_weight), torch.ones_like(pred_log))
     parts = {"log_l1": log_l1(pred_log, batch.target, weight)}
     parts["gradient"] = gradient_matching(pred_log, batch.target) if config.gradient_weight else pred_log.new_zeros(())
@@ -331,7 +345,7 @@ def validate(model, data: SampleSet, config: TrainConfig, device) -> dict[str, f
     for start in range(0, len(data), config.batch_size):
         index = torch.arange(start, min(len(data), start + config.batch_size))
         batch = make_batch(data.select(index), torch.zeros(len(index), dtype=torch.bool), device)
-        pred_log = model(batch.image, batch.known_depth, batch.known_mask, batch.K).float()
+        pred_log = model(batch.image, batch.known_depth, batch.known_mask, batch.K, batch.dense_log).float()
         valid = batch.target > 0
         rel = ((pred_log.exp() - batch.target).abs() / batch.target.clamp_min(1e-6)) * valid
         ext, known = valid & ~batch.known_mask, valid & batch.known_mask
@@ -437,7 +451,12 @@ def train(config: TrainConfig, log=print) -> RunResult:
     step, previous_wall, previous_cpu = 0, 0.0, 0.0
     if config.resume and checkpoint_path.is_file():
         state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
-        if state["config"]["model"] != config.model or tuple(state["config"]["widths"]) != tuple(config.widths):
+        old = state["config"]
+        if (old["model"], tuple(old["widths"]), old.get("harmonic_input", False)) != (
+            config.model,
+            tuple(config.widths),
+            config.harmonic_input,
+        ):
             raise ValueError(f"{checkpoint_path} is from a different model; use another --out or --no-resume")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
