@@ -27,6 +27,7 @@ from core.masks import dilate, erode, snap_depth_edges
 from core.types import Frame, ProgressEvent, SceneResult
 from pipeline.config import GrowConfig
 from pipeline.fusion import lift_pixels, new_point_mask
+from pipeline.ring import apply_closure, measure_closure, ring_centre
 
 ProgressCallback = Callable[[ProgressEvent], None]
 STAGES = ("depth", "render", "outpaint", "complete", "snap", "fuse")
@@ -127,6 +128,14 @@ class ScenePipeline:
         for index, camera in enumerate(cameras[1:], start=1):
             frame, cloud = self._grow_view(index, camera, cloud, prompt, negative_prompt, seed, step, clock, cancel)
             frames.append(frame)
+
+        # 4. A closed 360° ring: spread the closure discrepancy over the ring (pipeline/ring.py)
+        centre = ring_centre(cameras)
+        if centre is not None:
+            with clock.stage("fuse"):
+                closure = measure_closure(frames, cloud, self.renderer, self.estimator, centre)
+                if closure is not None:
+                    frames, cloud = apply_closure(frames, cloud, closure)
         report(ProgressEvent("fuse", num_views - 1, num_views, 1.0, f"{len(cloud)} points"))
         return SceneResult(frames, cloud, clock.timings, [f.points_added for f in frames])
 
