@@ -21,6 +21,9 @@ VIEW_SIZE = (48, 36)  # (W, H) of each lifted view: coarse, like a small run
 PANO_WIDTH = 128  # 2.8° per pixel, about the 1.1° pixels of the views after their overlap
 MIN_SPHERE_COVERAGE = 0.95
 DISTANCE_RTOL = 0.05  # a pixel shows a point within its footprint, not exactly on the ray
+# a coarse pixel (2.8°) shows the nearest point inside it, up to half a pixel off its centre ray: on walls and
+# floor seen at an angle that is ~1-2 % of the distance
+MEDIAN_RTOL = 0.02
 
 
 def world_cloud(mode: str) -> tuple[PointCloud, list]:
@@ -48,7 +51,7 @@ def test_sphere_world_covers_the_panorama_with_true_distances(sphere):
     truth = make_world("room").cast(torch.zeros(1, 3, dtype=torch.float64), rays).t.reshape(64, PANO_WIDTH)
     known = panorama.known
     error = (panorama.distance[known].double() - truth[known]).abs() / truth[known]
-    assert float(error.median()) < 0.01 and float((error < DISTANCE_RTOL).float().mean()) > 0.95
+    assert float(error.median()) < MEDIAN_RTOL and float((error < DISTANCE_RTOL).float().mean()) > 0.95
 
 
 def test_panorama_centre_is_the_photo_and_top_is_up(sphere):
