@@ -15,9 +15,12 @@ Data, all made here from a seed (nothing downloaded, no bathroom/ICL-NUIM/TUM da
    the model sees degraded like our generated depth (:func:`evaluation.occlusion.degrade_depth`, family
    ``blur``: blurred and shifted edges, a small scale error, smooth noise), so it must decide edges from the image.
 
-The loss is binary cross-entropy over the object's pixels, weighted up in a 4-px band around true occlusion
-edges. Metrics per evaluation step go to ``metrics.csv`` and ``curves.png`` in the run folder; the best
-checkpoint (lowest validation loss) is written atomically to ``--out``.
+Each sample is a 64 x 64 crop around the object (mostly centred on a true occlusion edge). The loss is binary
+cross-entropy over the object's pixels, weighted up in a 4-px band around true occlusion edges; training batches
+get random flips and photometric jitter (contrast, brightness, colour balance, blur, noise), and AdamW's weight
+decay, so the network keys on edges rather than on the procedural worlds' look. Metrics per evaluation step go to
+``metrics.csv`` and ``curves.png`` in the run folder; the best checkpoint (lowest validation loss) is written
+atomically to ``--out``.
 
 The training loop is this file's own (seeding, checkpointing, CSV metrics, a PNG of the curves): no shared
 trainer had landed in the repository when it was written.
@@ -62,6 +65,16 @@ VALIDATION_SEED_OFFSET = 1_000_003
 MIN_OBJECT_PIXELS = 40
 """A sample needs at least this many object pixels (smaller objects teach nothing about edges)."""
 OBJECT_TRIES = 8
+JITTER_CONTRAST = (0.6, 1.4)
+"""Range of the random contrast factor of training RGB."""
+JITTER_BRIGHTNESS = 0.15
+"""Largest random brightness offset."""
+JITTER_GAIN = 0.15
+"""Largest random per-channel gain change (colour balance)."""
+JITTER_BLUR_SHARE = 0.3
+"""Share of batches whose RGB is blurred by a 3 x 3 binomial filter (softer, anti-aliased photos)."""
+JITTER_NOISE = 0.03
+"""Largest standard deviation of the added pixel noise."""
 WARMUP_STEPS = 20
 """Linear learning-rate warm-up; its pace also sets how many steps fit the time budget."""
 FINISH_MARGIN_S = 20.0
@@ -105,7 +118,9 @@ class TrainOcclusionConfig:
     steps: int | None = None
     """Exact number of steps (reproducible schedule); None = as many as ``minutes`` allows."""
     lr: float = 3e-3
-    """Peak Adam learning rate (cosine decay to 5 % of it)."""
+    """Peak AdamW learning rate (cosine decay to 5 % of it)."""
+    weight_decay: float = 1e-3
+    """AdamW weight decay: keeps the small network from memorising the procedural worlds."""
     edge_weight: float = 4.0
     """Extra loss weight of pixels within 4 px of a true occlusion edge (1 + edge_weight)."""
     eval_every: int = 50
@@ -267,6 +282,24 @@ def _batch(samples: list[Sample], index: list[int], flip: bool = False):
     return features, label, weight
 
 
+def photometric_jitter(features: Tensor, rng: np.random.Generator) -> Tensor:  # [B, 8, H, W] -> [B, 8, H, W]
+    """Random contrast, brightness, colour balance, blur and noise on the RGB channels (channels 0-2 hold
+    ``rgb - 0.5``): the procedural worlds' flat shading and textures should not be what the network keys on."""
+    batch = features.shape[0]
+    rgb = features[:, :3]
+    contrast = torch.from_numpy(rng.uniform(*JITTER_CONTRAST, (batch, 1, 1, 1))).float()
+    brightness = torch.from_numpy(rng.uniform(-JITTER_BRIGHTNESS, JITTER_BRIGHTNESS, (batch, 1, 1, 1))).float()
+    gain = torch.from_numpy(rng.uniform(1 - JITTER_GAIN, 1 + JITTER_GAIN, (batch, 3, 1, 1))).float()
+    rgb = ((rgb + 0.5) * gain - 0.5) * contrast + brightness
+    if rng.random() < JITTER_BLUR_SHARE:
+        kernel = torch.tensor([0.25, 0.5, 0.25])
+        kernel = (kernel[:, None] * kernel[None]).expand(3, 1, 3, 3)
+        rgb = F.conv2d(F.pad(rgb, (1, 1, 1, 1), mode="replicate"), kernel, groups=3)
+    noise = torch.from_numpy(rng.uniform(0, JITTER_NOISE, (batch, 1, 1, 1))).float()
+    rgb = rgb + noise * torch.from_numpy(rng.standard_normal(rgb.shape)).float()
+    return torch.cat([rgb.clamp(-0.5, 0.5), features[:, 3:]], dim=1)
+
+
 def evaluate(net: OcclusionNet, samples: list[Sample], batch_size: int) -> dict[str, float]:
     """Validation loss and scores of the network and of the hard test on degraded depth."""
     net.eval()
@@ -321,7 +354,7 @@ def train(
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed + 17)
     net = OcclusionNet(OcclusionNetConfig(widths=config.widths))
-    optimizer = torch.optim.Adam(net.parameters(), lr=config.lr)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     history: list[dict[str, float]] = []
     best = math.inf
     planned = config.steps
@@ -367,6 +400,7 @@ def train(
             group["lr"] = lr
         index = rng.choice(len(train_samples), size=min(config.batch_size, len(train_samples)), replace=False)
         features, label, weight = _batch(train_samples, index.tolist(), flip=bool(rng.random() < 0.5))
+        features = photometric_jitter(features, rng)
         loss = weighted_bce(net(features), label, weight)
         optimizer.zero_grad()
         loss.backward()
