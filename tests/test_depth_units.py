@@ -218,7 +218,12 @@ def test_anchoring_error_on_real_rgbd_frames_is_the_camera_height_assumption():
         absrel = float(((informed[valid] - gt[valid]).abs() / gt[valid]).mean())
         assert absrel < 0.12
         rescaled = default * float((gt[valid] / default[valid]).median())
-        assert float(((rescaled[valid] - gt[valid]).abs() / gt[valid]).mean()) < 0.07
+        shape_absrel = float(((rescaled[valid] - gt[valid]).abs() / gt[valid]).mean())
+        print(  # the figures quoted in the docstring: pytest -s tests/test_depth_units.py -k rgbd
+            f"{scene}/{depth_path.parent.name}: floor {true_height:.3f} m below; default 1.6 m -> median ratio "
+            f"{ratio:.3f}; true height -> AbsRel {absrel:.3f}; after the best global scale AbsRel {shape_absrel:.3f}"
+        )
+        assert shape_absrel < 0.07
         checked += 1
     assert checked == 5
 

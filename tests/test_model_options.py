@@ -17,7 +17,7 @@ from models.depth import AnchoredDepth, DepthOptions, TransformersDepthEstimator
 from models.diffusion import DiffusionOptions, DiffusionOutpainter, load_inpaint_pipeline
 from models.hub import ModelSource
 from models.registry import ModelOptions, build_components
-from pipeline.__main__ import parse_args, run_config_from_args
+from pipeline.cli import parse_args, run_config_from_args
 from pipeline.job import load_components
 from tests.netguard import no_network, tiny_models  # noqa: F401  (fixtures)
 
