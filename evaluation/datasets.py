@@ -43,8 +43,14 @@ MM_PER_M = 1000.0
 HYPERSIM_FOCAL_1024 = 886.81
 """Hypersim focal in px at 1024 wide (a 60° horizontal FoV): Invisible Stitch's constant."""
 
-BATHROOM_CENTRE = (-0.079, 1.2, -1.275)
-"""A point in the middle of the bathroom, 1.2 m above the floor (its README's 360° check uses it)."""
+Y_UP_TO_PROJECT = np.diag([1.0, -1.0, -1.0, 1.0])
+"""Data sets with +Y up (glTF, ICL-NUIM) turned 180° about x into the project's frame, where world up is -y:
+``x_project = Y_UP_TO_PROJECT @ x_data`` (its own inverse). Estimators that use the camera's tilt (the geometric
+prior) then see the floor below."""
+
+BATHROOM_CENTRE = (-0.079, -1.2, 1.275)
+"""A point in the middle of the bathroom, 1.2 m above the floor (its README's 360° check uses it), in the project's
+frame (the GLB's (-0.079, 1.2, -1.275))."""
 
 
 @dataclass
@@ -95,6 +101,13 @@ def _read_depth_mm(path: Path) -> Tensor:  # -> [H, W] float32 metres, 0 = unkno
     if raw.dtype not in (np.uint16, np.int32, np.uint32):
         raise ValueError(f"{path}: expected a 16-bit depth PNG in millimetres, got {raw.dtype}")
     return torch.from_numpy(raw.astype(np.float32) / MM_PER_M)
+
+
+def to_project_axes(camera: Camera) -> Camera:
+    """A camera of a +Y-up data set in the project's frame (see :data:`Y_UP_TO_PROJECT`)."""
+    flip = torch.from_numpy(Y_UP_TO_PROJECT)
+    world_to_cam = (camera.world_to_cam.double() @ flip).float()
+    return Camera(camera.K, world_to_cam, camera.height, camera.width)
 
 
 def camera_from_c2w(K_index: np.ndarray, cam_to_world: np.ndarray, height: int, width: int) -> Camera:
@@ -309,9 +322,12 @@ class MeshScene:
     Args:
         path: the mesh file.
         skip: names of geometries to leave out (e.g. the bathroom's glass bulbs, ``"BulbGlass"``, to see through).
+        world_from_mesh: 4x4 taking mesh coordinates to the world frame the cameras live in (None = the same);
+            :data:`Y_UP_TO_PROJECT` for a +Y-up glTF in the project's frame.
     """
 
-    def __init__(self, path: str | Path, skip: tuple[str, ...] = ()) -> None:
+    def __init__(self, path: str | Path, skip: tuple[str, ...] = (), world_from_mesh: np.ndarray | None = None) -> None:
+        self.world_from_mesh = np.eye(4) if world_from_mesh is None else np.asarray(world_from_mesh, dtype=np.float64)
         try:
             import trimesh
         except ImportError as err:
@@ -348,7 +364,7 @@ class MeshScene:
         import trimesh
 
         height, width = camera.height, camera.width
-        c2w = camera.cam_to_world.double().numpy()
+        c2w = np.linalg.solve(self.world_from_mesh, camera.cam_to_world.double().numpy())  # camera to mesh
         K = camera.K.double().numpy()
         u, v = np.meshgrid(np.arange(width) + 0.5, np.arange(height) + 0.5)
         cam_dirs = np.stack([(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1], np.ones_like(u)], -1).reshape(-1, 3)
@@ -385,13 +401,15 @@ def load_bathroom(root: Path | None = None) -> tuple[MeshScene, dict] | None:
     root = root if root is not None else shared_data_root()
     if root is None or not (root / "bathroom" / "bathroom.glb").is_file():
         return None
-    return MeshScene(root / "bathroom" / "bathroom.glb"), json.loads((root / "bathroom" / "camera.json").read_text())
+    mesh = MeshScene(root / "bathroom" / "bathroom.glb", world_from_mesh=Y_UP_TO_PROJECT)
+    return mesh, json.loads((root / "bathroom" / "camera.json").read_text())
 
 
 def bathroom_reference_camera(meta: dict, size: tuple[int, int]) -> Camera:
-    """The bathroom's reference camera (``camera.json``: ``c2w_opencv``, horizontal FoV) at ``size``."""
+    """The bathroom's reference camera (``camera.json``: ``c2w_opencv``, horizontal FoV) at ``size``, in the
+    project's frame (:data:`Y_UP_TO_PROJECT`)."""
     width, height = size
     focal = width / 2 / math.tan(math.radians(meta["fov_x_deg"]) / 2)
     K = torch.tensor([[focal, 0, width / 2], [0, focal, height / 2], [0, 0, 1]], dtype=torch.float32)
-    c2w = torch.tensor(meta["c2w_opencv"], dtype=torch.float64)
+    c2w = torch.from_numpy(Y_UP_TO_PROJECT) @ torch.tensor(meta["c2w_opencv"], dtype=torch.float64)
     return Camera(K, torch.linalg.inv(c2w).float(), height, width)

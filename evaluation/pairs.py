@@ -52,6 +52,7 @@ from evaluation.datasets import (
     load_rgbd_folder,
     resize_view,
     shared_data_root,
+    to_project_axes,
 )
 from evaluation.random_worlds import PROCEDURAL_KINDS, ProceduralWorld, random_world, render_view
 from pipeline.config import GrowConfig
@@ -389,8 +390,8 @@ def bathroom_pairs(
         for yaw, pitch in BATHROOM_REFERENCE_TURNS
     ]
     for yaw in BATHROOM_CENTRE_YAWS:
-        forward = (math.sin(math.radians(yaw)), 0.0, -math.cos(math.radians(yaw)))
-        a = camera_looking(BATHROOM_CENTRE, forward, (0.0, 1.0, 0.0), BATHROOM_HFOV_DEG, size)
+        forward = (math.sin(math.radians(yaw)), 0.0, math.cos(math.radians(yaw)))
+        a = camera_looking(BATHROOM_CENTRE, forward, (0.0, -1.0, 0.0), BATHROOM_HFOV_DEG, size)
         cameras.append((a, _turned(a, 25.0, 0.0), f"bathroom/centre/{yaw}/yaw+25"))
         cameras.append((a, _turned(a, 0.0, -30.0), f"bathroom/centre/{yaw}/pitch-30"))
     for camera_a, camera_b, source in cameras:
@@ -413,8 +414,11 @@ ICL_SIDE_FRACTION = 0.5
 a wide extrapolated band, like a yaw step of the grow loop, with real poses and real (noisy) depth."""
 
 
-def _views(folder: Path, size: tuple[int, int]) -> list[RGBDView]:
-    return [resize_view(view, size) for view in load_rgbd_folder(folder)]
+def _views(folder: Path, size: tuple[int, int], y_up: bool = False) -> list[RGBDView]:
+    views = [resize_view(view, size) for view in load_rgbd_folder(folder)]
+    if y_up:
+        views = [RGBDView(v.rgb, v.depth, to_project_axes(v.camera), v.name) for v in views]
+    return views
 
 
 def icl_pairs(
@@ -425,7 +429,7 @@ def icl_pairs(
     root = root if root is not None else shared_data_root()
     if root is None or not (root / ICL_FOLDER / "meta.json").is_file():
         return
-    views = _views(root / ICL_FOLDER, size)
+    views = _views(root / ICL_FOLDER, size, y_up=True)  # the ICL world has +Y up
     renderer = renderer if renderer is not None else get_point_renderer("torch")
     width, height = size
     for a, b in ICL_PAIRS:
@@ -478,3 +482,46 @@ def tum_pairs(size: tuple[int, int] = DEFAULT_SIZE, root: Path | None = None, se
             yield ViewPair(
                 view.rgb, known_depth, known, view.depth, view.camera, view.camera, view.depth, f"tum/{index}/{name}"
             )
+
+
+# --- any two views with true depth (ScanNet, Hypersim, generic RGB-D folders) -------------------------------------
+
+
+def pair_from_views(view_a: RGBDView, view_b: RGBDView, source: str, renderer: PointRenderer | None = None) -> ViewPair:
+    """The pair (A known, B completed) of two views with true depth and poses in one world frame."""
+    known_depth, known, _ = render_known(view_a.depth, view_a.camera, view_b.camera, renderer)
+    return ViewPair(view_b.rgb, known_depth, known, view_b.depth, view_b.camera, view_a.camera, view_a.depth, source)
+
+
+def rgbd_folder_pairs(folder: Path, size: tuple[int, int] = DEFAULT_SIZE, gap: int = 1) -> Iterator[ViewPair]:
+    """Pairs (i, i + gap) of a generic RGB-D folder (``meta.json`` layout, see :mod:`evaluation.datasets`)."""
+    views = _views(Path(folder), size)
+    renderer = get_point_renderer("torch")
+    for i in range(len(views) - gap):
+        yield pair_from_views(views[i], views[i + gap], f"rgbd/{Path(folder).name}/{i}-{i + gap}", renderer)
+
+
+def scannet_pairs(root: Path, size: tuple[int, int] = DEFAULT_SIZE) -> Iterator[ViewPair]:
+    """Invisible Stitch's ScanNet pairs (i, i + 10), i = 0, 50, 100, ... (see :mod:`evaluation.datasets`)."""
+    from evaluation.datasets import load_scannet_view, scannet_frame_pairs
+
+    renderer = get_point_renderer("torch")
+    for scene_dir, frame_a, frame_b, intrinsic in scannet_frame_pairs(root):
+        a, b = load_scannet_view(scene_dir, frame_a, intrinsic), load_scannet_view(scene_dir, frame_b, intrinsic)
+        if a is None or b is None:
+            continue
+        source = f"scannet/{scene_dir.name}/{frame_a}-{frame_b}"
+        yield pair_from_views(resize_view(a, size), resize_view(b, size), source, renderer)
+
+
+def hypersim_pairs(root: Path, size: tuple[int, int] = DEFAULT_SIZE) -> Iterator[ViewPair]:
+    """The pairs listed in ``root/<scene>_pairs.csv`` (Invisible Stitch's Hypersim pair builder)."""
+    from evaluation.datasets import hypersim_pair_rows, load_hypersim_view
+
+    renderer = get_point_renderer("torch")
+    for row in hypersim_pair_rows(root):
+        scene_dir = Path(root) / row["scene"]
+        a = load_hypersim_view(scene_dir, row["camera"], int(row["frame_id"]))
+        b = load_hypersim_view(scene_dir, row["camera"], int(row["remaining_frame_id"]))
+        source = f"hypersim/{row['scene']}/{row['camera']}/{row['frame_id']}-{row['remaining_frame_id']}"
+        yield pair_from_views(resize_view(a, size), resize_view(b, size), source, renderer)
