@@ -12,7 +12,10 @@ Profiles:
 Each override (``outpainter``, ``depth_model``, ``completer``) replaces the profile's choice and is an offline
 name, a short alias (:data:`OUTPAINTER_ALIASES`, :data:`DEPTH_ALIASES`), a local folder or a Hub id. A learned
 completer (Invisible Stitch's design) is a folder/Hub id of a 5-channel ZoeDepth in transformers layout, or the
-original ``invisible-stitch.pt`` checkpoint file (converted on load).
+original ``invisible-stitch.pt`` checkpoint file (converted on load). A relative depth model (``da2-small``, DPT,
+Prompt Depth Anything) is wrapped in :class:`models.depth.AnchoredDepth`, so view 0 gets metres without a depth
+file (later views still align its relative output to the known depth); ``depth_model="completer"`` takes view 0's
+depth from the learned completer itself, as Invisible Stitch does.
 
 Models load once, here; the returned components are reused for every view and every job.
 """
