@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from PIL import Image
 
 from core.cameras import Camera, make_cameras, pose, rotation_yaw_pitch
 from core.geometry import ray_directions, unproject
+from evaluation import examples
 from evaluation.worlds import (
     WORLD_NAMES,
     Box,
@@ -28,13 +28,6 @@ from evaluation.worlds import (
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO_ROOT / "examples"
 HEIGHT, WIDTH = 48, 64
-
-
-def _load_script():
-    spec = importlib.util.spec_from_file_location("make_examples", REPO_ROOT / "scripts" / "make_examples.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _camera(yaw: float, pitch: float, position=(0.0, 0.0, 0.0), height=HEIGHT, width=WIDTH) -> Camera:
@@ -206,7 +199,7 @@ PATCH = 16
 
 @pytest.mark.parametrize("name", WORLD_NAMES)
 def test_shipped_examples_match_the_script(name):
-    script = _load_script()
+    script = examples
     folder = EXAMPLES / name
     image = Image.open(folder / "image.png")
     depth_image = Image.open(folder / "depth.png")
