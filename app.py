@@ -20,6 +20,7 @@ from typing import Annotated
 
 import tyro
 
+from core.threads import configure_threads
 from models.registry import ModelOptions
 from pipeline.config import PRESETS, ModelConfig
 from webui.form import CUSTOM_QUALITY, FormDefaults, FormField, JobInputs, Limits, check_form, form_fields
@@ -94,6 +95,7 @@ def parse_args(argv: list[str] | None = None) -> ServerArgs:
 
 def main(argv: list[str] | None = None) -> None:
     """Load the models once, build the page and serve it."""
+    threads = configure_threads()  # torch is loaded already (webui imports it): this sets the thread counts
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # Gradio's own start-up probes
@@ -109,7 +111,7 @@ def main(argv: list[str] | None = None) -> None:
         model_options=models.options,
     )
     components = load_components(startup)
-    logger.info("profile: %s", components.description)
+    logger.info("profile: %s; threads: %s", components.description, threads)
     settings = AppSettings(queue_max_size=args.queue_size, models=startup.models)
     import torch
 

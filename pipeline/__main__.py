@@ -30,6 +30,9 @@ class TerminalProgress:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status (0 on success, 2 on a problem the user can fix)."""
+    from core.threads import configure_threads
+
+    configure_threads()  # first: before torch loads, so idle OpenMP threads sleep on a shared CPU
     from pipeline.cli import parse_args, run_config_from_args  # loads torch (the config's model options)
 
     args = parse_args(argv)
