@@ -65,6 +65,10 @@ class GrowConfig:
     renderer: str = "torch"
     """Point renderer for reprojection: "torch" (z-buffer, fast on CPU and CUDA) or "pytorch3d"."""
 
+    close_ring: bool = True
+    """On a level 360° ring, measure each view's depth scale against the metric estimator and spread the drift the
+    two chains collected over the ring (pipeline/ring.py) instead of leaving it in the last views."""
+
 
 @dataclass(frozen=True)
 class QualityPreset:

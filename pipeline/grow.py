@@ -130,7 +130,7 @@ class ScenePipeline:
             frames.append(frame)
 
         # 4. A closed 360° ring: spread the closure discrepancy over the ring (pipeline/ring.py)
-        centre = ring_centre(cameras)
+        centre = ring_centre(cameras) if self.config.close_ring else None
         if centre is not None:
             with clock.stage("fuse"):
                 closure = measure_closure(frames, cloud, self.renderer, self.estimator, centre)

@@ -6,11 +6,11 @@ import math
 
 import torch
 
-import pipeline.grow
 from core.cameras import Camera, make_cameras, pose, rotation_yaw_pitch
 from core.components import DepthEstimate
 from evaluation.worlds import make_world
 from models.depth_align import AlignedCompleter
+from pipeline.config import GrowConfig
 from pipeline.grow import ScenePipeline
 from pipeline.ring import RingClosure, azimuth_deg, ring_centre
 from renderers import get_point_renderer
@@ -40,15 +40,17 @@ class SmoothlyWrongEstimator:
         return DepthEstimate(depth * 1.4 * (1 + WARP * torch.sin(2.1 * u + 0.7) * torch.cos(1.3 * v)), "metric")
 
 
-def _grow_ring(close: bool, monkeypatch):
+def _grow_ring(close: bool):
     world = make_world("room")
     cameras = make_cameras("360", SIZE)
     image, depth0 = world.render(cameras[0])
-    if not close:
-        monkeypatch.setattr(pipeline.grow, "ring_centre", lambda cameras: None)
     estimator = SmoothlyWrongEstimator(world)
     pipe = ScenePipeline(
-        TrueColours(world, cameras), estimator, AlignedCompleter(estimator), get_point_renderer("torch")
+        TrueColours(world, cameras),
+        estimator,
+        AlignedCompleter(estimator),
+        get_point_renderer("torch"),
+        GrowConfig(close_ring=close),
     )
     return world, depth0, pipe(image, cameras, initial_depth=depth0)
 
@@ -86,9 +88,9 @@ def test_correction_is_zero_over_view_0_and_continuous():
     assert azimuth_deg(points, torch.zeros(3)).tolist() == [90.0, 0.0]
 
 
-def test_ring_closure_spreads_the_error_instead_of_ending_in_the_last_views(monkeypatch):
-    world, depth0, closed = _grow_ring(True, monkeypatch)
-    _, _, open_ring = _grow_ring(False, monkeypatch)
+def test_ring_closure_spreads_the_error_instead_of_ending_in_the_last_views():
+    world, depth0, closed = _grow_ring(True)
+    _, _, open_ring = _grow_ring(False)
     before, after = _new_region_errors(world, open_ring), _new_region_errors(world, closed)
     # without closure the chains drift: the last views end far off; with it the error stays near the first view's
     assert max(before[-3:]) > 0.1, f"the open ring did not drift ({before})"
@@ -98,3 +100,27 @@ def test_ring_closure_spreads_the_error_instead_of_ending_in_the_last_views(monk
     assert torch.equal(closed.frames[0].depth, depth0)
     from_view_0 = closed.cloud.source_view == 0
     assert torch.equal(closed.cloud.points[from_view_0], open_ring.cloud.points[open_ring.cloud.source_view == 0])
+
+
+class CrudeEstimator:
+    """Metric but wrong in shape (a tilted plane everywhere): 20-50 % off, no reference for the ring's scale."""
+
+    def estimate(self, image, camera):
+        v, u = torch.meshgrid(torch.linspace(0, 1, camera.height), torch.linspace(0, 1, camera.width), indexing="ij")
+        return DepthEstimate(2.0 + 3.0 * u * (1 - v), "metric")
+
+
+def test_closure_is_not_measured_against_an_estimator_that_disagrees_with_the_scene():
+    world = make_world("room")
+    cameras = make_cameras("360", SIZE)
+    image, depth0 = world.render(cameras[0])
+    renderer = get_point_renderer("torch")
+    from pipeline.fusion import lift_pixels
+    from pipeline.ring import measure_closure
+
+    frames = ScenePipeline(
+        TrueColours(world, cameras[:1]), CrudeEstimator(), AlignedCompleter(CrudeEstimator()), renderer
+    )(image, cameras[:1], initial_depth=depth0).frames
+    cloud = lift_pixels(image, depth0, torch.ones_like(depth0, dtype=torch.bool), cameras[0], 0, 0.5)
+    assert measure_closure(frames, cloud, renderer, CrudeEstimator(), ring_centre(cameras)) is None
+    assert measure_closure(frames, cloud, renderer, SmoothlyWrongEstimator(world), ring_centre(cameras)) is not None
