@@ -10,7 +10,8 @@ like generated depth (:func:`evaluation.occlusion.degrade_depth`): ``blur`` (the
 new random draws) and ``fatten`` (foreground-fattened edges, never trained on). Prints a markdown table (occlusion
 IoU, accuracy in a 4-px band around true occlusion edges, whole-object accuracy, spurious flips between
 consecutive frames, time per view) and writes ``docs/img/occlusion_bathtub.png``: the object behind the bathtub
-with the hard test, the learned model and the truth side by side. Skips cleanly when the data is absent.
+with the hard test, the learned model and the truth side by side, and each one's errors below. Skips cleanly when
+the data is absent.
 """
 
 from __future__ import annotations
@@ -104,10 +105,20 @@ def full_view_timing(learned: LearnedOcclusion, picture: dict, runs: int = 5) ->
     )
 
 
+FALSE_SHOWN = (1.0, 0.0, 1.0)
+"""Error colour: the object is drawn where the scene should hide it (magenta)."""
+FALSE_HIDDEN = (0.0, 0.9, 1.0)
+"""Error colour: the object is hidden where it should show (cyan)."""
+
+
 def write_picture(path: Path, picture: dict) -> None:
-    """Hard test | learned | truth for the object behind the bathtub (blur-degraded depth), cropped and zoomed."""
-    rgb, render = picture["rgb"], picture["render"]
-    truth_visibility = (render.mask & ~picture["truth"]).float()
+    """Hard test | learned | truth for the object behind the bathtub (blur-degraded depth), cropped and zoomed.
+
+    The second row marks each method's errors on the object: magenta = shown but should be hidden, cyan = hidden
+    but should show; light grey = rightly shown, dark grey = rightly hidden.
+    """
+    rgb, render, truth = picture["rgb"], picture["render"], picture["truth"]
+    truth_visibility = (render.mask & ~truth).float()
     panels = [
         ("hard depth test (generated-like depth)", picture["visibility"][("hard", "blur")]),
         ("learned occlusion (same depth)", picture["visibility"][("learned", "blur")]),
@@ -119,14 +130,24 @@ def write_picture(path: Path, picture: dict) -> None:
     v0 = min(max(center_v - height // 2, 0), rgb.shape[0] - height)
     u0 = min(max(center_u - width // 2, 0), rgb.shape[1] - width)
     label_h = 22
-    canvas = Image.new("RGB", (len(panels) * width * ZOOM, height * ZOOM + label_h), "white")
+    tile_w, tile_h = width * ZOOM, height * ZOOM
+    canvas = Image.new("RGB", (len(panels) * tile_w, 2 * (tile_h + label_h)), "white")
     draw = ImageDraw.Draw(canvas)
     for i, (label, visibility) in enumerate(panels):
         composite, _ = composite_image(rgb, None, render, visibility)
-        crop = to_uint8(composite[v0 : v0 + height, u0 : u0 + width])
-        tile = Image.fromarray(np.ascontiguousarray(crop)).resize((width * ZOOM, height * ZOOM), Image.NEAREST)
-        canvas.paste(tile, (i * width * ZOOM, label_h))
-        draw.text((i * width * ZOOM + 6, 5), label, fill=(0, 0, 0))
+        errors = 0.25 * rgb.mean(dim=-1, keepdim=True).expand_as(rgb).clone()  # dimmed view
+        shown = render.mask & (visibility >= 0.5)
+        errors[render.mask & ~truth] = 0.75  # right, and visible
+        errors[render.mask & truth] = 0.4  # right, and hidden
+        errors[shown & truth] = torch.tensor(FALSE_SHOWN)
+        errors[~shown & render.mask & ~truth] = torch.tensor(FALSE_HIDDEN)
+        wrong = int(((shown & truth) | (~shown & render.mask & ~truth)).sum())
+        for row, (image, text) in enumerate(((composite, label), (errors, f"errors: {wrong} px"))):
+            crop = to_uint8(image[v0 : v0 + height, u0 : u0 + width])
+            tile = Image.fromarray(np.ascontiguousarray(crop)).resize((tile_w, tile_h), Image.NEAREST)
+            top = row * (tile_h + label_h)
+            canvas.paste(tile, (i * tile_w, top + label_h))
+            draw.text((i * tile_w + 6, top + 5), text, fill=(0, 0, 0))
     out = io.BytesIO()
     canvas.save(out, format="PNG")
     atomic_write(path, out.getvalue())
