@@ -1,19 +1,19 @@
-"""Closing a 360° ring: spread the accumulated depth error over the ring instead of leaving it in the last view.
+"""Closing a 360° ring: spread the accumulated depth error over the ring instead of leaving it in the last views.
 
 On a ring path (every camera at one centre, yaws covering the full circle) the grow loop extends the scene in two
 chains, one turning right from view 0 and one turning left, and each new view continues the geometry of the
-views before it. An estimator that is off in a smooth way makes each chain drift a little per view; where the two
-chains meet, in the last view, their geometries disagree by the accumulated *closure discrepancy* and the last
-view's completion absorbs all of it.
+views before it. An estimator that is off in a smooth way makes each chain drift a little per view (measured: a
+10 % smooth warp made one chain drift by ~4.5 % per view, 25 % at the ring's end); where the chains meet, in the
+last views, their geometries disagree by the accumulated *closure discrepancy*.
 
-:func:`measure_closure` reads that discrepancy in the closing view: the cloud of each chain is rendered into it
-and compared, in log depth, with one depth estimate of the closing view (the estimate's own scale cancels). The
-correction is a log-scale function of the azimuth around the ring centre (:class:`RingClosure`): zero over view
-0, ramping linearly along each chain to the values that make both chains agree at the closing view (split in
-proportion to the chains' angular lengths, as drift accumulates per view), and ramping across the closing view
-from one to the other. Every point is scaled along its ray from the centre by ``exp(correction(azimuth))`` and
-every frame's depth likewise: identical to scaling each view's depth before lifting it, and continuous in azimuth,
-so no new seam appears.
+:func:`measure_closure` measures the drift of every view against the metric estimator: the fused cloud rendered
+into the view, divided by one estimate of it, in log depth (``rho_k``; the estimator's global scale cancels in
+``rho_k - rho_0``). The correction is a log-scale function of the azimuth around the ring centre
+(:class:`RingClosure`): zero over view 0, ``rho_0 - rho_k`` at view ``k``'s azimuth, linear in between, so it is
+continuous and no new seam appears. :func:`apply_closure` scales every point along its ray from the centre by
+``exp(correction(azimuth))`` and every later frame's depth likewise: identical to scaling each view's depth
+before lifting it. Per-view scales are used only when the estimator follows the cloud's shape in every view
+(:data:`MAX_SCALE_SPREAD`); otherwise the ring is left as grown.
 
 Conventions: OpenCV axes, world up = -y; azimuth = ``atan2(x, z)`` in degrees (yaw, turning right), measured
 from view 0's forward direction.

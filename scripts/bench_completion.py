@@ -121,19 +121,18 @@ def main(argv: list[str] | None = None) -> int:
     rings = []
     if not (args.quick or args.no_rings):
         from models.depth_align import AlignedCompleter
+        from models.offline import GeometricPriorDepth
 
         for seed, kind in RING_WORLDS:
             world = random_world(seed, kind)
-            label = f"{kind} {seed}, aligned + harmonic, truth×warp"
-            rings.append(
-                benchmark.grow_ring(
-                    label,
-                    world,
-                    size,
-                    benchmark.WarpedTruthEstimator(lambda c, w=world: _depth(w, c), seed),
-                    AlignedCompleter,
-                )
-            )
+            estimators = {
+                "truth×warp": benchmark.WarpedTruthEstimator(lambda c, w=world: _depth(w, c), seed),
+                "prior": GeometricPriorDepth(),
+            }
+            for name, estimator in estimators.items():
+                for close in (False, True):
+                    label = f"{kind} {seed}, aligned + harmonic, {name}, {'closed' if close else 'open'}"
+                    rings.append(benchmark.grow_ring(label, world, size, estimator, AlignedCompleter, close))
         print("\n" + benchmark.format_rings(rings))
     print(
         "\next = pixels B does not see from A (with ground truth); seam = ext within 8 px of the known region; "
