@@ -22,8 +22,8 @@ decay, so the network keys on edges rather than on the procedural worlds' look. 
 ``metrics.csv`` and ``curves.png`` in the run folder; the best checkpoint (lowest validation loss) is written
 atomically to ``--out``.
 
-The training loop is this file's own (seeding, checkpointing, CSV metrics, a PNG of the curves): no shared
-trainer had landed in the repository when it was written.
+The training loop is this file's own (seeding, best-checkpoint saving, CSV metrics): it was written before
+``training.train_completer`` landed; the curves PNG is drawn by the shared :func:`training.curves.curves_png`.
 """
 
 from __future__ import annotations
@@ -42,7 +42,6 @@ from typing import NamedTuple
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageDraw
 from torch import Tensor
 
 from core.cameras import Camera, intrinsics, pose, rotation_yaw_pitch
@@ -59,6 +58,7 @@ from models.occlusion import (
     save_occlusion_weights,
 )
 from pipeline.objects import ObjectSpec, build_object, render_object
+from training.curves import curves_png
 
 VALIDATION_SEED_OFFSET = 1_000_003
 """Validation worlds use seeds this far from the training seed: no view is shared."""
@@ -75,6 +75,10 @@ JITTER_BLUR_SHARE = 0.3
 """Share of batches whose RGB is blurred by a 3 x 3 binomial filter (softer, anti-aliased photos)."""
 JITTER_NOISE = 0.03
 """Largest standard deviation of the added pixel noise."""
+CURVE_TRAIN_KEYS = ("train_loss", "val_loss")
+"""Left panel of curves.png (log scale)."""
+CURVE_VAL_KEYS = ("val_band_acc", "hard_band_acc", "val_iou", "hard_iou")
+"""Right panel: the network's edge-band accuracy and IoU against the hard test's on the same validation crops."""
 WARMUP_STEPS = 20
 """Linear learning-rate warm-up; its pace also sets how many steps fit the time budget."""
 FINISH_MARGIN_S = 20.0
@@ -451,44 +455,7 @@ def _write_metrics(run_dir: Path, history: list[dict[str, float]]) -> None:
     for row in history:
         writer.writerow({k: f"{v:.6g}" for k, v in row.items()})
     atomic_write(run_dir / "metrics.csv", text.getvalue().encode())
-    atomic_write(run_dir / "curves.png", curves_png(history))
-
-
-def curves_png(history: list[dict[str, float]], width: int = 720, height: int = 300) -> bytes:
-    """Two panels: train/validation loss, and edge-band accuracy of the network vs the hard test."""
-    image = Image.new("RGB", (width, height), "white")
-    draw = ImageDraw.Draw(image)
-    panels = [
-        ("loss (train red, val blue)", [("train_loss", (200, 40, 40)), ("val_loss", (40, 80, 200))]),
-        (
-            "edge-band accuracy (net blue, hard grey)",
-            [("val_band_acc", (40, 80, 200)), ("hard_band_acc", (120, 120, 120))],
-        ),
-    ]
-    steps = [row["step"] for row in history]
-    span = max(max(steps), 1)
-    panel_w = width // 2
-    for p, (title, series) in enumerate(panels):
-        x0, y0, x1, y1 = p * panel_w + 40, 24, (p + 1) * panel_w - 10, height - 24
-        values = [row[key] for key, _ in series for row in history if math.isfinite(row[key])]
-        lo, hi = (min(values), max(values)) if values else (0.0, 1.0)
-        hi = hi if hi > lo else lo + 1e-6
-        draw.rectangle([x0, y0, x1, y1], outline=(0, 0, 0))
-        draw.text((x0, 4), title, fill=(0, 0, 0))
-        draw.text((x0 - 38, y0), f"{hi:.3g}", fill=(0, 0, 0))
-        draw.text((x0 - 38, y1 - 10), f"{lo:.3g}", fill=(0, 0, 0))
-        draw.text((x1 - 60, y1 + 4), f"step {span}", fill=(0, 0, 0))
-        for key, color in series:
-            points = [
-                (x0 + (x1 - x0) * row["step"] / span, y1 - (y1 - y0) * (row[key] - lo) / (hi - lo))
-                for row in history
-                if math.isfinite(row[key])
-            ]
-            if len(points) > 1:
-                draw.line(points, fill=color, width=2)
-    out = io.BytesIO()
-    image.save(out, format="PNG")
-    return out.getvalue()
+    atomic_write(run_dir / "curves.png", curves_png(history, CURVE_TRAIN_KEYS, CURVE_VAL_KEYS, "occlusion"))
 
 
 # --------------------------------------------------------------------------------------------------------------
