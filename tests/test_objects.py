@@ -20,6 +20,7 @@ from pipeline.objects import (
     build_object,
     composite_frame,
     composite_image,
+    composite_view,
     load_mesh_file,
     load_objects_json,
     merge_objects,
@@ -330,3 +331,16 @@ def test_hostile_and_broken_mesh_files_get_clear_errors(tmp_path):
     many.write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\n" + "f 1 2 3\n" * 50)
     with pytest.raises(MeshError, match="more than the limit of 20 triangles"):
         load_mesh_file(many, max_triangles=20)
+
+
+def test_fly_through_frames_get_the_object_behind_nearer_scene():
+    camera = _camera()
+    image = torch.full((HEIGHT, WIDTH, 3), 0.5)
+    depth = torch.full((HEIGHT, WIDTH), 10.0)
+    depth[:, : WIDTH // 2] = 2.0  # e.g. the splats' rendered depth of a video frame
+    obj = build_object(ObjectSpec("box", (0.0, 0.0, 4.0), scale=(2.0, 1.0, 1.0), color=RED))
+    out = composite_view(image, depth, camera, obj, HardDepthOcclusion())
+    mask = render_object(obj, camera).coverage == 1
+    assert torch.equal(out[:, : WIDTH // 2], image[:, : WIDTH // 2])  # hidden behind the near half
+    right = mask[:, WIDTH // 2 :]
+    assert float(out[:, WIDTH // 2 :][right][:, 0].min()) > 0.6  # shown (red) in front of the far half
