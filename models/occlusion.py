@@ -4,7 +4,7 @@
 edges is better learned directly than read off a regressed depth map, whose edges are blurred and whose errors
 flicker over a video. This is a small CPU version of that idea for WorldStitch's generated views.
 
-The network (:class:`OcclusionNet`, a three-level U-Net on 4 x 4 pixel cells, ~0.2 M parameters) sees, per pixel:
+The network (:class:`OcclusionNet`, a three-level U-Net on 4 x 4 pixel cells, ~0.15 M parameters) sees, per pixel:
 
 1. the view's RGB (centred on 0): image edges say where the scene's depth edges really are;
 2. the virtual object's coverage and its depth as ``log(depth / m)``, ``m`` = the median depth of the object in
