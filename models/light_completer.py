@@ -1,6 +1,6 @@
 """A light learned depth completer in the spirit of KBNet: sees RGB, the known depth, its mask and its 3D points.
 
-The network (:class:`LightCompleterNet`, ~0.6 M parameters, ~2.5 MB of float32 weights) is a small U-Net fed with
+The network (:class:`LightCompleterNet`, 0.32 M parameters, 1.3 MB of float32 weights) is a small U-Net fed with
 
 1. RGB (centred on 0);
 2. the known-pixel mask and the known depth as ``log(depth / m)``, where ``m`` is the median known depth of the
