@@ -14,7 +14,8 @@ import numpy as np
 from core.images import encode_png
 
 PANEL_W, PANEL_H = 560, 360
-MARGIN_L, MARGIN_R, MARGIN_T, MARGIN_B = 70, 20, 34, 46
+MARGIN_L, MARGIN_R, MARGIN_T, MARGIN_B = 70, 20, 46, 46
+LEGEND_X, LEGEND_COLUMN = 250, 150
 COLOURS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75)]
 """Matplotlib's tab10 colours (RGB), so the figure reads like the usual ones."""
 
@@ -35,7 +36,7 @@ def _panel(
 ) -> np.ndarray:  # -> [H, W, 3] uint8 RGB
     img = np.full((PANEL_H, PANEL_W, 3), 255, np.uint8)
     font = cv2.FONT_HERSHEY_SIMPLEX
-    cv2.putText(img, title, (MARGIN_L, 22), font, 0.55, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(img, title, (MARGIN_L, 26), font, 0.55, (0, 0, 0), 1, cv2.LINE_AA)
     plot_w, plot_h = PANEL_W - MARGIN_L - MARGIN_R, PANEL_H - MARGIN_T - MARGIN_B
     cv2.rectangle(img, (MARGIN_L, MARGIN_T), (MARGIN_L + plot_w, MARGIN_T + plot_h), (0, 0, 0), 1)
     points = {
@@ -73,16 +74,19 @@ def _panel(
         cv2.line(img, (px, MARGIN_T + plot_h), (px, MARGIN_T + plot_h + 4), (0, 0, 0), 1)
         cv2.putText(img, f"{tick:g}", (px - 12, MARGIN_T + plot_h + 18), font, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
     cv2.putText(img, "step", (MARGIN_L + plot_w // 2 - 14, PANEL_H - 8), font, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
-    for i, (name, pts) in enumerate(points.items()):
+    for i, pts in enumerate(points.values()):
         colour = COLOURS[i % len(COLOURS)]
         pixels = np.array([to_px(xi, yi) for xi, yi in pts], np.int32)
         if len(pixels) > 1:
             cv2.polylines(img, [pixels], False, colour, 2, cv2.LINE_AA)
         for p in pixels if len(pixels) < 40 else pixels[-1:]:
             cv2.circle(img, tuple(int(c) for c in p), 3, colour, -1, cv2.LINE_AA)
-        ly = MARGIN_T + 16 + 16 * i
-        cv2.line(img, (MARGIN_L + plot_w - 170, ly - 4), (MARGIN_L + plot_w - 150, ly - 4), colour, 2)
-        cv2.putText(img, name, (MARGIN_L + plot_w - 145, ly), font, 0.42, (0, 0, 0), 1, cv2.LINE_AA)
+    # the legend in the top margin, two entries a row, so no curve runs through it
+    for i, name in enumerate(points):
+        colour = COLOURS[i % len(COLOURS)]
+        lx, ly = LEGEND_X + (i % 2) * LEGEND_COLUMN, 14 + (i // 2) * 16
+        cv2.line(img, (lx, ly - 4), (lx + 20, ly - 4), colour, 2)
+        cv2.putText(img, name, (lx + 25, ly), font, 0.42, (0, 0, 0), 1, cv2.LINE_AA)
     return img
 
 

@@ -502,6 +502,8 @@ def train(config: TrainConfig, log=print) -> RunResult:
         _write_rows(config.out / "metrics.csv", rows)
         atomic_write(config.out / "curves.png", curves_png(rows, TRAIN_KEYS, VAL_KEYS, title=config.model))
 
+    if step == 0 and main:  # the starting point of the validation curve (validation draws no random numbers)
+        rows.append({"step": 0, "epoch": 0.0, **validate(model, val, config, device), "wall_s": wall(), "cpu_s": cpu()})
     model.train()
     paused = False
     while step < config.steps:
