@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from core.cameras import Camera, intrinsics
+from core.files import atomic_path
 from core.images import load_image
 from core.masks import SPARSE_DEPTH_ERODE_PX, erode
 from evaluation.datasets import RGBDView, resize_view
@@ -106,8 +107,7 @@ class SampleSet:
         return SampleSet(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
 
     def save(self, path: Path) -> None:
-        from core.files import atomic_path
-
+        """Write the set atomically (a torch file of plain tensors)."""
         with atomic_path(path, suffix=".pt") as temp:
             torch.save({f.name: getattr(self, f.name) for f in fields(self)}, temp)
 
