@@ -2,8 +2,14 @@
 
 The Space's entry point (``python app.py``, 127.0.0.1:7860; ``python app.py --help`` lists the flags). The Gradio
 front end lives in :mod:`webui`: the form declared once (:mod:`webui.form`), the job runner with queueing, cancel,
-OOM handling, the ZeroGPU wrapper and cleanup (:mod:`webui.runner`), and the page (:mod:`webui.layout`). The scene
-generator is injected (:func:`build_demo` takes a runner); models are loaded once in :func:`main`, never at import.
+OOM handling, the ZeroGPU wrapper, "grow where I look" and cleanup (:mod:`webui.runner`), the time estimate
+(:mod:`webui.estimate`) and the page (:mod:`webui.layout`). The scene generator is injected (:func:`build_demo`
+takes a runner); models are loaded once in :func:`main`, never at import.
+
+At start, :func:`main` picks the profile for where it runs (on a Hugging Face Space with a GPU, ``auto`` means
+generative: :func:`pipeline.space.choose_space_profile`), removes what killed earlier app processes left behind
+(:func:`pipeline.cleanup.startup_cleanup`), and claims its own folders for Gradio's cache and the job folders, so a
+``kill -9`` during a job leaves nothing after the next start.
 """
 
 from __future__ import annotations
@@ -16,40 +22,62 @@ except ImportError:
 import logging
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Annotated
 
 import tyro
 
 from core.threads import configure_threads
 from models.registry import ModelOptions
+from pipeline.cleanup import claim_process_dir, startup_cleanup
 from pipeline.config import PRESETS, ModelConfig
+from pipeline.grow_more import GrowLimits
+from pipeline.space import SPACE_ID_ENV, choose_space_profile, is_zero_gpu
 from webui.form import CUSTOM_QUALITY, FormDefaults, FormField, JobInputs, Limits, check_form, form_fields
-from webui.layout import EXAMPLE_NAMES, build_demo, example_rows, launch, profile_banner
+from webui.layout import (
+    EXAMPLE_NAMES,
+    EXAMPLES,
+    PROFILES_ANCHOR,
+    build_demo,
+    example_rows,
+    launch,
+    profile_banner,
+)
 from webui.runner import (
+    CANCELLED_MESSAGE,
     OOM_MESSAGE,
+    GrowRequest,
     PipelineRunner,
     Runner,
+    SceneStore,
     WorldStitchApp,
     public_message,
     spaces_available,
     stream_job,
     to_user_error,
 )
-from webui.settings import EXAMPLES_DIR, AppSettings
+from webui.settings import APP_TEMP_ROOT, EXAMPLES_DIR, AppSettings
 
 __all__ = [
+    "APP_TEMP_ROOT",
+    "CANCELLED_MESSAGE",
     "CUSTOM_QUALITY",
+    "EXAMPLES",
     "EXAMPLES_DIR",
     "EXAMPLE_NAMES",
     "OOM_MESSAGE",
     "PRESETS",
+    "PROFILES_ANCHOR",
     "AppSettings",
     "FormDefaults",
     "FormField",
+    "GrowLimits",
+    "GrowRequest",
     "JobInputs",
     "Limits",
     "PipelineRunner",
     "Runner",
+    "SceneStore",
     "ServerArgs",
     "WorldStitchApp",
     "build_demo",
@@ -59,6 +87,7 @@ __all__ = [
     "launch",
     "main",
     "parse_args",
+    "prepare_temp_dirs",
     "profile_banner",
     "public_message",
     "spaces_available",
@@ -93,16 +122,36 @@ def parse_args(argv: list[str] | None = None) -> ServerArgs:
     return tyro.cli(ServerArgs, args=argv, prog="python app.py")
 
 
+def prepare_temp_dirs(root: Path = APP_TEMP_ROOT) -> Path:
+    """Remove what dead app processes left under ``root``, then claim this process's folders.
+
+    Gradio's cache goes to a claimed ``root/gradio/<pid>-...`` (``GRADIO_TEMP_DIR``, read when the page is built)
+    and the job folders to a claimed ``root/jobs/<pid>-...`` (returned): whatever a ``kill -9`` leaves in them is
+    removed by the next start's :func:`pipeline.cleanup.startup_cleanup`.
+
+    Returns:
+        The folder for this process's job folders (``AppSettings.output_root``).
+    """
+    for folder in startup_cleanup(root):
+        logger.info("removed %s left by a process that is no longer running", folder.name)
+    os.environ["GRADIO_TEMP_DIR"] = str(claim_process_dir(root / "gradio"))
+    return claim_process_dir(root / "jobs")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Load the models once, build the page and serve it."""
     threads = configure_threads()  # torch is loaded already (webui imports it): this sets the thread counts
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # Gradio's own start-up probes
+    import torch
+
     from pipeline.config import build_run_config
     from pipeline.job import load_components  # loads weights: here, once, never at import
 
-    models = ModelConfig(args.profile, args.outpainter, args.depth_model, args.completer, args.options)
+    # a Space with a GPU serves the generative profile (its models are preloaded), never silently offline
+    choice = choose_space_profile(os.environ, torch.cuda.is_available(), args.profile)
+    models = ModelConfig(choice.profile, args.outpainter, args.depth_model, args.completer, args.options)
     startup = build_run_config(
         profile=models.profile,
         outpainter=models.outpainter,
@@ -111,11 +160,16 @@ def main(argv: list[str] | None = None) -> None:
         model_options=models.options,
     )
     components = load_components(startup)
-    logger.info("profile: %s; threads: %s", components.description, threads)
-    settings = AppSettings(queue_max_size=args.queue_size, models=startup.models)
-    import torch
-
-    if not torch.cuda.is_available():  # minutes per job on a CPU at the default size: start the form at draft
+    logger.info("profile: %s (%s); threads: %s", components.description, choice.reason, threads)
+    space_id = os.environ.get(SPACE_ID_ENV)
+    settings = AppSettings(
+        output_root=prepare_temp_dirs(),
+        queue_max_size=args.queue_size,
+        models=startup.models,
+        profile_reason=choice.reason if space_id else "",
+        readme_url=f"https://huggingface.co/spaces/{space_id}#{PROFILES_ANCHOR}" if space_id else None,
+    )
+    if not (torch.cuda.is_available() or is_zero_gpu(os.environ)):  # a CPU takes minutes at the default size
         settings.form = FormDefaults.for_preset("draft")
     demo = build_demo(PipelineRunner(components), settings)
     launch(demo, host=args.host, port=args.port)

@@ -42,8 +42,12 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(str(err))
     # heavy imports after argument parsing
     from core.images import ImageError, load_depth_file, load_image
+    from pipeline.cleanup import remove_staging_dirs
     from pipeline.config import is_path_file
     from pipeline.job import JobError, JobRequest, load_components, run_job
+
+    for leftover in remove_staging_dirs(args.out):  # a killed earlier run into the same folder left these
+        print(f"removed an unfinished earlier run's staging folder {leftover.name}", file=sys.stderr)
 
     if is_path_file(config.scene.mode) and not Path(config.scene.mode).is_file():
         return _fail(f"path file not found: {config.scene.mode}")
@@ -81,9 +85,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _names(outputs) -> list[str]:
-    paths = [outputs.splat_ply, outputs.dotsplat, outputs.points_ply, outputs.transforms_json, outputs.frames_zip]
-    paths.append(outputs.video)
-    return [p.name for p in paths if p is not None] + [f"{len(outputs.gallery) // 2} frames"]
+    views = len(outputs.gallery) // 2
+    return [path.name for path in [*outputs.downloads, outputs.transforms_json]] + [_count(views, "frame")]
+
+
+def _count(number: int, noun: str) -> str:
+    """``1 frame``, ``13 frames``."""
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
 def _fail(message: str) -> int:

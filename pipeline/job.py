@@ -1,7 +1,16 @@
-"""One scene-generation job from a loaded photo to files on disk: the single entry point of the CLI and the app.
+"""One scene-generation job from a loaded photo to files on disk: the single entry point of the CLI, the app and
+the Python API.
 
-Files are staged in a hidden folder beside ``out_dir`` and moved in only when everything succeeded, so a failed
-or cancelled job leaves nothing partial behind.
+:func:`run_job` grows a scene and writes it; :func:`grow_job` turns a finished scene toward a direction the user
+chose, grows one more view there (:mod:`pipeline.grow_more`) and writes the grown scene; both end in
+:func:`write_scene`. Files are staged in a hidden folder beside ``out_dir`` and moved in only when everything
+succeeded, so a failed or cancelled job leaves nothing partial behind (a killed one leaves a staging folder that
+:func:`pipeline.cleanup.remove_staging_dirs` / :func:`pipeline.cleanup.startup_cleanup` remove at the next start).
+
+Besides the splats, points, frames and video, a job writes ``scene.glb`` (a coloured triangle mesh for engines,
+:mod:`pipeline.mesh`), for paths that go all around ``panorama.png`` + ``panorama_depth.png`` (equirectangular,
+:mod:`pipeline.panorama`), and ``viewer/splats.ply``: a copy of the splats moved so Gradio's splat viewer opens
+looking through the input photo (:mod:`pipeline.viewer`; the downloads keep the documented frame).
 """
 
 from __future__ import annotations
@@ -19,22 +28,37 @@ import torch
 from torch import Tensor
 
 from core.cameras import Camera, make_cameras
+from core.components import Cancelled
 from core.files import atomic_write
 from core.images import fit_size, resize_depth
 from core.types import PointCloud, ProgressEvent, SceneResult
 from pipeline import export
+from pipeline.cleanup import WorkLimits, check_work
 from pipeline.config import RunConfig, build_run_config, working_size
 from pipeline.grow import ScenePipeline
+from pipeline.grow_more import GrowLimits
+from pipeline.mesh import scene_mesh_glb
+from pipeline.panorama import PANORAMA_MODES, PANORAMA_WIDTH, panorama_files, render_panorama
+from pipeline.viewer import splats_for_viewer
 
 MAX_FIT_SPLATS = 300_000  # denser clouds are thinned before fitting (radii grown to keep coverage)
 VIDEO_FPS = 12
 VIDEO_ORBIT_FRAMES = 48  # a 4 s turn: rendering each frame on CPU costs ~0.1–0.5 s
 VIDEO_MAX_SIDE = 256
+PANORAMA_MIN_WIDTH = 512
+"""Smallest panorama width: 0.7° per pixel, still readable as a preview of the whole scene."""
+VIEWER_PLY = "viewer/splats.ply"
+"""The viewer-only copy of the splats (not a download: its frame is the viewer's, not the documented one)."""
+VIEWER_COMMENT = (
+    "WorldStitch viewer copy: moved and scaled so Gradio's splat viewer opens on the input photo; "
+    "NOT the scene frame (use ../splats.ply)"
+)
 
 # Overall progress: each stage owns one band of [0, 1], in the order the stages run, so the reported fraction
 # never goes backwards (the grow loop reports its own 0..1 inside its band).
 GROW_PROGRESS = (0.0, 0.6)
-SPLAT_PROGRESS = (0.6, 0.9)
+SPLAT_PROGRESS = (0.6, 0.88)
+EXPORT_PROGRESS = (0.88, 0.9)
 VIDEO_PROGRESS = (0.9, 0.99)
 
 
@@ -69,8 +93,31 @@ class JobOutputs:
     timings: dict[str, float]
     points_per_view: list[int]
     gallery: list[tuple[Path, str]]
+    viewer_ply: Path | None = None
+    """``viewer/splats.ply``: the splats moved so Gradio's viewer opens on the photo (for the viewer only)."""
+    mesh_glb: Path | None = None
+    """``scene.glb``: coloured triangle mesh, glTF axes (+Y up)."""
+    panorama: Path | None = None
+    """``panorama.png``: equirectangular RGB seen from view 0 (360 and sphere paths only)."""
+    panorama_depth: Path | None = None
+    """``panorama_depth.png``: 16-bit distance along the ray in millimetres, 0 = unknown."""
     warnings: list[str] = field(default_factory=list)
     result: SceneResult | None = None
+
+    @property
+    def downloads(self) -> list[Path]:
+        """The files a user downloads, in the order they are listed (the viewer copy is not one of them)."""
+        paths = (
+            self.splat_ply,
+            self.dotsplat,
+            self.mesh_glb,
+            self.panorama,
+            self.panorama_depth,
+            self.points_ply,
+            self.frames_zip,
+            self.video,
+        )
+        return [path for path in paths if path is not None]
 
 
 def run_job(
@@ -79,6 +126,7 @@ def run_job(
     out_dir: str | Path,
     progress: Callable[[ProgressEvent], None] | None = None,
     cancel: threading.Event | None = None,
+    work_limits: WorkLimits = WorkLimits(),
 ) -> JobOutputs:
     """Generate a scene and write every output into ``out_dir``.
 
@@ -88,9 +136,15 @@ def run_job(
         out_dir: final folder; created if missing; files are moved in only on success.
         progress: receives :class:`ProgressEvent` for each stage and view.
         cancel: when set, the job stops at the next stage or denoising step with ``Cancelled``.
-    """
-    from renderers import get_point_renderer  # light import; keeps this module importable for the app's banner
+        work_limits: most views and total pixels one run may ask for.
 
+    Returns:
+        Where every file went (:attr:`JobOutputs.downloads`), timings, points per view and the scene itself.
+
+    Raises:
+        JobError: bad inputs (size, aspect, camera path, too much work) or an unusable result; nothing is written.
+        core.components.Cancelled: ``cancel`` was set; nothing is written.
+    """
     out_dir = Path(out_dir)
     report = progress or (lambda event: None)
     warnings: list[str] = []
@@ -107,7 +161,8 @@ def run_job(
         raise JobError(str(err)) from None
     try:
         cameras = make_cameras(scene.mode, (width, height), scene.hfov_deg)
-    except ValueError as err:
+        check_work(cameras, work_limits)  # a path file with 20,000 views would run for hours
+    except ValueError as err:  # WorkLimitError names the limit
         raise JobError(str(err)) from None
     initial_depth = None
     if request.depth is not None:
@@ -115,16 +170,9 @@ def run_job(
         depth, valid = resize_depth(depth_file.depth.float(), depth_file.valid_mask, (width, height))
         initial_depth = torch.where(valid, depth, torch.zeros_like(depth))
         warnings += list(getattr(depth_file, "warnings", []))
-    _configure_outpainter(components.outpainter, config)
 
     # 2. Grow the scene
-    pipe = ScenePipeline(
-        components.outpainter,
-        components.estimator,
-        components.completer,
-        get_point_renderer(scene.grow.renderer),
-        scene.grow,
-    )
+    pipe = _pipeline(components, config)
     result = pipe(
         image,
         cameras,
@@ -135,12 +183,98 @@ def run_job(
         progress=_scaled(report, *GROW_PROGRESS),
         cancel=cancel,
     )
-    _check_frames(result)
 
     # 3. Splats, encoded files, video — all staged, then moved into place
+    return write_scene(result, config, out_dir, report, cancel, warnings)
+
+
+def grow_job(
+    result: SceneResult,
+    config: RunConfig,
+    components,
+    yaw_deg: float,
+    pitch_deg: float,
+    out_dir: str | Path,
+    progress: Callable[[ProgressEvent], None] | None = None,
+    cancel: threading.Event | None = None,
+    limits: GrowLimits = GrowLimits(),
+) -> JobOutputs:
+    """Grow a finished scene by one view toward ``yaw_deg``/``pitch_deg`` and write the grown scene into ``out_dir``.
+
+    The new view starts from the existing cloud (:func:`pipeline.grow_more.grow_more`), then the splats are fitted
+    again to every view and all files are rewritten, so the viewer and the downloads show the grown scene.
+
+    Args:
+        result: the scene to grow (``JobOutputs.result`` of an earlier job); not modified.
+        config: the run configuration that scene was made with (prompts, seed, splats, video).
+        components: the same models (see :func:`load_components`).
+        yaw_deg: where to look, degrees right of the photo's direction.
+        pitch_deg: degrees up from level, in [-90, 90].
+        out_dir: final folder (files are moved in only on success).
+        progress: receives :class:`ProgressEvent` for each stage.
+        cancel: stops the job with ``Cancelled``; nothing is written.
+        limits: the scene's memory budget (views and points).
+
+    Returns:
+        The grown scene's files; ``result`` holds the new :class:`SceneResult`.
+
+    Raises:
+        JobError: a bad angle, or the scene would grow past ``limits`` (the message names the limit).
+    """
+    from pipeline.grow_more import grow_more
+
+    report = progress or (lambda event: None)
+    scene = config.scene
+    try:
+        grown = grow_more(
+            result,
+            _pipeline(components, config),
+            yaw_deg,
+            pitch_deg,
+            scene.prompt,
+            scene.negative_prompt,
+            scene.seed,
+            cancel=cancel,
+            progress=_scaled(report, *GROW_PROGRESS),
+            limits=limits,
+        )
+    except ValueError as err:  # GrowLimitError names the limit; a bad angle names the angle
+        raise JobError(str(err)) from None
+    return write_scene(grown, config, out_dir, report, cancel)
+
+
+def write_scene(
+    result: SceneResult,
+    config: RunConfig,
+    out_dir: str | Path,
+    progress: Callable[[ProgressEvent], None] | None = None,
+    cancel: threading.Event | None = None,
+    warnings: list[str] | tuple[str, ...] = (),
+) -> JobOutputs:
+    """Fit splats to a grown scene and write every output into ``out_dir`` (staged, then moved in).
+
+    Args:
+        result: the frames and fused cloud of a run.
+        config: the run configuration (splat fitting, video, mode for the panorama).
+        out_dir: final folder; created if missing.
+        progress: receives :class:`ProgressEvent` for the splat, export and video stages.
+        cancel: stops the job with ``Cancelled``; nothing is moved into ``out_dir``.
+        warnings: notes for the user collected before (e.g. about the depth map).
+
+    Returns:
+        Where every file went.
+
+    Raises:
+        JobError: NaN or black views, or a scene with nothing to mesh; nothing is written.
+    """
+    out_dir = Path(out_dir)
+    report = progress or (lambda event: None)
+    warnings = list(warnings)
+    cameras = [frame.camera for frame in result.frames]
+    _check_frames(result)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=_parent(out_dir)))
     try:
-        files, splats, timings = _encode(result, config, report, cancel)
+        files, splats, timings = _encode(result, config, report, cancel, warnings)
         for name, data in files.items():
             atomic_write(staging / name, data)
         video = None
@@ -157,7 +291,7 @@ def run_job(
             render_flythrough(
                 staging / "flythrough.mp4",
                 splats,
-                _video_path(cameras),
+                video_path(cameras),
                 fps=VIDEO_FPS,
                 max_side=VIDEO_MAX_SIDE,
                 cancel=cancel,
@@ -176,10 +310,14 @@ def run_job(
         stem = f"frame_{frame.index:03d}"
         gallery.append((out_dir / "images" / f"{stem}.png", f"view {frame.index}"))
         gallery.append((out_dir / "depth_preview" / f"{stem}.png", f"view {frame.index} depth"))
+
+    def written(name: str) -> Path | None:
+        return out_dir / name if name in files else None
+
     return JobOutputs(
         out_dir=out_dir,
-        splat_ply=out_dir / "splats.ply" if splats is not None else None,
-        dotsplat=out_dir / "scene.splat" if splats is not None else None,
+        splat_ply=written("splats.ply"),
+        dotsplat=written("scene.splat"),
         points_ply=out_dir / "points.ply",
         transforms_json=out_dir / "transforms.json",
         frames_dir=out_dir / "images",
@@ -188,13 +326,35 @@ def run_job(
         timings=timings,
         points_per_view=result.points_per_view,
         gallery=gallery,
+        viewer_ply=written(VIEWER_PLY),
+        mesh_glb=written("scene.glb"),
+        panorama=written("panorama.png"),
+        panorama_depth=written("panorama_depth.png"),
         warnings=warnings,
         result=result,
     )
 
 
-def _encode(result: SceneResult, run: RunConfig, report, cancel):
-    """All output files (name → bytes), plus the fitted splats (or None when splats are unavailable)."""
+def _pipeline(components, config: RunConfig) -> ScenePipeline:
+    """The grow loop with the job's components and grow settings (the outpainter set to the job's steps)."""
+    from renderers import get_point_renderer  # light import; keeps this module importable for the app's banner
+
+    _configure_outpainter(components.outpainter, config)
+    return ScenePipeline(
+        components.outpainter,
+        components.estimator,
+        components.completer,
+        get_point_renderer(config.scene.grow.renderer),
+        config.scene.grow,
+    )
+
+
+def _encode(result: SceneResult, run: RunConfig, report, cancel, warnings: list[str]):
+    """All output files (name → bytes), the fitted splats (or None when splats are unavailable) and timings.
+
+    A viewer copy that cannot be placed (no splat in front of the input camera) is left out with a warning; the
+    viewer then shows ``splats.ply``.
+    """
     timings: dict[str, float] = {}
     start = time.perf_counter()
     frame_files = export.frame_files(result.frames)
@@ -229,8 +389,41 @@ def _encode(result: SceneResult, run: RunConfig, report, cancel):
     start = time.perf_counter()
     files["splats.ply"] = splat_io.splats_to_ply_bytes(splats)
     files["scene.splat"] = splat_io.splats_to_splat_bytes(splats)
+    try:
+        viewer_splats = splats_for_viewer(splats, result.frames[0].camera)
+        files[VIEWER_PLY] = splat_io.splats_to_ply_bytes(viewer_splats, comment=VIEWER_COMMENT)
+    except ValueError as err:  # nothing in front of the photo's camera: the viewer shows splats.ply instead
+        warnings.append(f"the viewer opens on the scene's origin: {err}")
     timings["export"] += time.perf_counter() - start
+
+    low, high = EXPORT_PROGRESS
+    report(ProgressEvent("export", -1, len(result.frames), low, "writing the mesh (scene.glb)"))
+    start = time.perf_counter()
+    try:
+        files["scene.glb"] = scene_mesh_glb(result.frames)
+    except ValueError as err:
+        raise JobError(f"{err}; nothing was written") from None
+    timings["mesh"] = time.perf_counter() - start
+    if run.scene.mode in PANORAMA_MODES:
+        _check_cancel(cancel)
+        report(ProgressEvent("export", -1, len(result.frames), (low + high) / 2, "rendering the 360° panorama"))
+        start = time.perf_counter()
+        camera = result.frames[0].camera
+        files.update(panorama_files(render_panorama(result.cloud, camera, panorama_width(camera))))
+        timings["panorama"] = time.perf_counter() - start
     return files, splats, timings
+
+
+def panorama_width(camera: Camera) -> int:
+    """Panorama width matching the views' angular resolution (one pixel per view pixel at the centre), even, at
+    most :data:`pipeline.panorama.PANORAMA_WIDTH`: a draft scene gets a smaller, faster panorama."""
+    matched = 2 * math.pi * float(camera.K[0, 0])  # pixels per full turn at the view's focal length
+    return int(min(PANORAMA_WIDTH, max(PANORAMA_MIN_WIDTH, matched // 2 * 2)))
+
+
+def _check_cancel(cancel: threading.Event | None) -> None:
+    if cancel is not None and cancel.is_set():
+        raise Cancelled("cancelled")
 
 
 def thin_cloud(cloud: PointCloud, max_points: int) -> PointCloud:
@@ -293,7 +486,7 @@ def _scaled(report, lo: float, hi: float):
     return forward
 
 
-def _video_path(cameras: list[Camera]) -> list[Camera]:
+def video_path(cameras: list[Camera]) -> list[Camera]:
     """A full turn from view 0 when the path goes all around, else a smooth sweep through the path sorted by yaw."""
     from pipeline.video import interpolate_cameras, orbit_cameras
 

@@ -1,8 +1,8 @@
 """Shared helpers for the app tests: a fake pipeline runner, a launch on a free local port, and teardown.
 
-The fake runner writes the same files as :func:`pipeline.job.run_job` (a 3DGS PLY the viewer accepts, a point
-PLY, frames + transforms.json in a zip, gallery images) in milliseconds, reports progress per view, honours the
-cancel event between views, and can be told to fail the ways a real job fails.
+The fake runner writes the same files as :func:`pipeline.job.run_job` (a 3DGS PLY the viewer accepts and its viewer
+copy, a GLB, a point PLY, frames + transforms.json in a zip, gallery images) in milliseconds, reports progress per
+view, honours the cancel event between views, and can be told to fail the ways a real job fails.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import trimesh
 from PIL import Image
 
 from core.components import Cancelled
@@ -30,6 +31,7 @@ SPLAT_FIELDS = (
     "rot_0", "rot_1", "rot_2", "rot_3",
 )  # fmt: skip
 SH_C0 = 0.28209479177387814  # colour = 0.5 + SH_C0 * f_dc
+VIEWER_COPY_COMMENT = "viewer copy"  # in the fake viewer PLY's header: tells it apart from splats.ply
 
 
 def free_port() -> int:
@@ -141,6 +143,10 @@ class FakeRunner:
 
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "splats.ply").write_bytes(splat_ply_bytes(points, colors, comment=f"seed {seed}"))
+        (out_dir / "viewer").mkdir(exist_ok=True)  # the viewer copy: here the same slab, marked as the copy
+        viewer_comment = f"{VIEWER_COPY_COMMENT} seed {seed}"
+        (out_dir / "viewer" / "splats.ply").write_bytes(splat_ply_bytes(points, colors, comment=viewer_comment))
+        (out_dir / "scene.glb").write_bytes(trimesh.creation.box().export(file_type="glb"))
         (out_dir / "scene.splat").write_bytes(b"\0" * 32 * count)
         (out_dir / "points.ply").write_bytes(points_ply_bytes(points, colors))
         frames = out_dir / "images"
@@ -173,6 +179,8 @@ class FakeRunner:
             timings={"outpaint": 0.01 * self.num_views, "splats": 0.02},
             points_per_view=[count // self.num_views] * self.num_views,
             gallery=gallery,
+            viewer_ply=out_dir / "viewer" / "splats.ply",
+            mesh_glb=out_dir / "scene.glb",
         )
 
 
@@ -203,3 +211,25 @@ def write_photo(path: Path, width: int = 128, height: int = 96) -> Path:
     image = np.clip(image.astype(int) + rng.integers(-20, 20, image.shape), 0, 255).astype(np.uint8)
     Image.fromarray(image).save(path)
     return path
+
+
+def last_update_kept(updates, keep_dir: Path):
+    """Like :func:`last_update`, but the files the last update names (viewer, downloads, gallery) are copied into
+    ``keep_dir`` before the handler finishes and removes its job folder, as Gradio copies them into its cache."""
+    import shutil
+
+    keep_dir.mkdir(parents=True, exist_ok=True)
+
+    def keep(value):
+        if isinstance(value, str) and Path(value).is_file() and "jobs" in Path(value).parts:
+            target = keep_dir / f"{len(list(keep_dir.iterdir()))}-{Path(value).name}"
+            shutil.copyfile(value, target)
+            return str(target)
+        if isinstance(value, (list, tuple)):
+            return type(value)(keep(item) for item in value)
+        return value
+
+    last = None
+    for update in updates:
+        last = keep(update)
+    return last

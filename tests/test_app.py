@@ -22,7 +22,15 @@ from plyfile import PlyData
 
 import app
 from pipeline.config import build_run_config, preset_values, working_size
-from tests.apptools import SPLAT_FIELDS, FakeRunner, launched, write_photo
+from tests.apptools import (
+    SPLAT_FIELDS,
+    VIEWER_COPY_COMMENT,
+    FakeRunner,
+    last_update,
+    last_update_kept,
+    launched,
+    write_photo,
+)
 
 QUEUE_MAX_SIZE = 2
 REPO = Path(__file__).resolve().parents[1]
@@ -110,11 +118,13 @@ def test_full_job_returns_splat_ply_downloads_gallery_and_timings(runner, client
     status, viewer, downloads, gallery, timings, seed = client.predict(*job_args(photo, seed=11), api_name="/generate")
 
     assert status.startswith("Done") and "seed 11" in status
+    assert f"from {runner.num_views} views" in status
     assert seed == 11
     ply = check_splat_ply(viewer)
     assert "seed 11" in "\n".join(ply.comments)
+    assert VIEWER_COPY_COMMENT in "\n".join(ply.comments)  # the viewer shows the copy that opens on the photo
     names = sorted(Path(p).name for p in downloads)
-    assert names == ["frames.zip", "points.ply", "scene.splat", "splats.ply"]
+    assert names == ["frames.zip", "points.ply", "scene.glb", "scene.splat", "splats.ply"]  # not viewer/
     assert len(gallery) == 2 * runner.num_views
     assert [row[0] for row in timings["data"]][-1] == "total"
     # the request the pipeline saw: decoded by our loader, the run configuration from the form
@@ -212,14 +222,14 @@ def test_cancel_button_sets_the_sessions_event(tmp_path, photo):
     thread.start()
     while not runner.calls:
         time.sleep(0.02)
-    ws.cancel(other)
+    assert ws.cancel(other) is not app.CANCELLED_MESSAGE  # no job in that session: the status is left alone
     time.sleep(0.3)
     assert runner.cancelled == []
-    ws.cancel(session)
+    assert ws.cancel(session) == app.CANCELLED_MESSAGE  # shown on the status at once (the event is cancelled)
     thread.join(timeout=5)
     assert not thread.is_alive()
     assert runner.cancelled == [3]
-    assert outputs[-1][0].startswith("Cancelled")
+    assert outputs[-1][0] == app.CANCELLED_MESSAGE
     assert list((tmp_path / "jobs").iterdir()) == []
 
 
@@ -231,11 +241,25 @@ def _handler_args(photo, **changes):
 
 def test_banner_names_the_profile_and_how_to_get_the_other():
     offline = app.profile_banner(FakeRunner(profile="offline", description="PatchMatch + prior"))
-    assert "Offline profile" in offline and "--profile generative" in offline and "PatchMatch + prior" in offline
+    assert "offline profile" in offline and "--profile generative" in offline and "PatchMatch + prior" in offline
+    assert "without AI models" in offline and "“Profiles: offline and generative”" in offline  # names the section
     cache_hint = app.profile_banner(FakeRunner(description="weights not in /root/.cache/huggingface/hub"))
     assert "/root" not in cache_hint and "hub" in cache_hint
     generative = app.profile_banner(FakeRunner(profile="generative"))
-    assert "Generative profile" in generative and "--profile offline" in generative
+    assert "generative profile" in generative and "--profile offline" in generative
+    # on a Space the banner links to the README section on the Space's page, and says why this profile runs
+    url = f"https://huggingface.co/spaces/me/worldstitch#{app.PROFILES_ANCHOR}"
+    linked = app.profile_banner(FakeRunner(profile="generative"), "me/worldstitch runs on ZeroGPU", url)
+    assert f"]({url})" in linked and "runs on ZeroGPU" in linked
+
+
+def test_readme_has_the_profiles_section_the_banner_links_to():
+    """The anchor is GitHub's / the Hub's slug of a README heading (lower case, punctuation dropped, - for spaces)."""
+    headings = [line.lstrip("#").strip() for line in (REPO / "README.md").read_text().splitlines() if line[:2] == "##"]
+    slugs = {"-".join("".join(c for c in h.lower() if c.isalnum() or c in " -").split()) for h in headings}
+    if app.PROFILES_ANCHOR not in slugs:
+        pytest.xfail(f"README.md has no section '{app.PROFILES_ANCHOR}' yet (the integrator writes it)")
+    assert app.PROFILES_ANCHOR in slugs
 
 
 def test_importing_the_app_loads_no_models():
@@ -250,25 +274,51 @@ def test_importing_the_app_loads_no_models():
     assert out.stdout.strip() == "[]"
 
 
-def test_examples_are_listed_with_prompts_and_not_cached(tmp_path):
-    for name in app.EXAMPLE_NAMES:
+def test_examples_are_listed_at_the_top_with_names_prompts_and_depth(tmp_path):
+    for index, name in enumerate(app.EXAMPLE_NAMES):
         folder = tmp_path / name
         folder.mkdir()
-        write_photo(folder / "image.png")
+        write_photo(folder / ("image.png" if index % 2 else "image.jpg"))
         (folder / "prompt.txt").write_text(f"a {name}\n")
+        if index == 0:
+            (folder / "depth.png").write_bytes((REPO / "examples" / "room" / "depth.png").read_bytes())
     demo = app.build_demo(FakeRunner(), app.AppSettings(output_root=tmp_path / "jobs", examples_dir=tmp_path))
     examples = [block for block in demo.blocks.values() if isinstance(block, gr.Dataset)]
     assert len(examples) == 1
-    samples = examples[0].samples
-    assert [row[-1] for row in samples] == [f"a {name}" for name in app.EXAMPLE_NAMES]
+    dataset = examples[0]
+    assert dataset.sample_labels == [example.label for example in app.EXAMPLES]  # readable, no "image.png"
+    assert len(set(dataset.sample_labels)) == len(app.EXAMPLES)
+    rows = app.example_rows(tmp_path)
+    assert [row[1] for row in rows] == [f"a {name}" for name in app.EXAMPLE_NAMES]
+    assert rows[0][2] == str(tmp_path / app.EXAMPLE_NAMES[0] / "depth.png")  # its own depth map goes with it
+    assert all(row[2] is None for row in rows[1:])
     assert demo.worldstitch.examples.cache_examples is False
+    # at the top: the examples come before the Generate button and the form's photo in the page
+    order = list(demo.blocks)
+    photo = next(i for i, b in demo.blocks.items() if getattr(b, "elem_id", None) == "photo")
+    generate = next(i for i, b in demo.blocks.items() if getattr(b, "elem_id", None) == "generate")
+    config = demo.get_config_file()
+    flat = _layout_order(config["layout"])
+    assert flat.index(dataset._id) < flat.index(photo) < flat.index(generate), order
 
 
-def test_project_examples_exist():
+def _layout_order(node) -> list[int]:
+    """Component ids in page order (depth first through the layout tree)."""
+    ids = [node["id"]] if "id" in node else []
+    for child in node.get("children", []):
+        ids += _layout_order(child)
+    return ids
+
+
+def test_project_examples_include_real_photos_and_depth_maps():
     rows = app.example_rows(app.EXAMPLES_DIR)
-    if not rows:
-        pytest.skip("examples/<name>/image.png not generated yet (scripts make them)")
-    assert {Path(row[1]).parent.name for row in rows} <= set(app.EXAMPLE_NAMES)
+    folders = [Path(row[0]).parent.name for row in rows]
+    assert folders == list(app.EXAMPLE_NAMES)
+    photos = [row for row in rows if Path(row[0]).parent.name.startswith("photo-")]
+    assert len(photos) == 3 and all(Path(row[0]).suffix == ".jpg" for row in photos)
+    with_depth = {Path(row[0]).parent.name for row in rows if row[2]}
+    assert with_depth == {"room", "street", "landscape"}
+    assert all(Path(row[2]).is_file() for row in rows if row[2])
 
 
 def test_main_parses_host_port_and_model_options(monkeypatch):
@@ -348,3 +398,146 @@ def test_the_form_is_declared_once(tmp_path):
     form = {spec.name: spec.default for spec in fields}
     assert form["negative_prompt"] == build_run_config().scene.negative_prompt
     assert (form["width"], form["height"]) == build_run_config().scene.size
+
+
+def _dependency(demo, fn_name: str) -> dict:
+    config = demo.get_config_file()
+    fn = next(fn for fn in demo.fns.values() if getattr(fn.fn, "__name__", "") == fn_name)
+    return config["dependencies"][fn._id]
+
+
+def test_one_progress_display_on_the_status(tmp_path):
+    """Generate and grow draw their progress on the status only (not on the viewer, downloads, seed, ...)."""
+    demo = app.build_demo(FakeRunner(), app.AppSettings(output_root=tmp_path / "jobs"), use_zero_gpu=False)
+    status = next(i for i, b in demo.blocks.items() if getattr(b, "elem_id", None) == "status")
+    for name in ("generate", "grow"):
+        dependency = _dependency(demo, name)
+        assert dependency["show_progress"] == "full", name
+        assert dependency["show_progress_on"] == [status], name
+        assert len(dependency["outputs"]) >= 6  # many outputs, one progress display
+
+
+def test_diffusion_controls_hidden_in_the_offline_profile(tmp_path):
+    def visible(profile: str) -> dict[str, bool]:
+        demo = app.build_demo(
+            FakeRunner(profile=profile), app.AppSettings(output_root=tmp_path / profile), use_zero_gpu=False
+        )
+        generate = next(fn for fn in demo.fns.values() if fn.api_name == "generate")
+        return {spec.name: block.visible for spec, block in zip(demo.worldstitch.fields, generate.inputs)}
+
+    offline, generative = visible("offline"), visible("generative")
+    assert offline["steps"] is False and offline["guidance"] is False
+    assert generative["steps"] is True and generative["guidance"] is True
+    assert all(offline[name] for name in ("image", "prompt", "mode", "quality", "video", "splat_iters"))
+
+
+def test_estimate_before_generate_scales_with_views_and_size(tmp_path, photo):
+    from webui.layout import _estimate
+
+    runner = FakeRunner(profile="offline")
+
+    def seconds(mode: str, quality: str = "draft", width=256, height=192, video=True) -> float:
+        text = _estimate(runner, str(photo), mode, quality, "keep", width, height, None, 10, 100, video)
+        assert text.startswith("Estimated time:"), text
+        number = float(text.split("**about ")[1].split()[0])
+        return number * (60 if "min**" in text else 1)
+
+    single, stage, ring = seconds("single"), seconds("stage"), seconds("360")
+    assert single < stage < ring and single * 2 < ring
+    assert seconds("360", "default") > ring  # more pixels per view
+    assert "13 views at 256×192" in _estimate(runner, str(photo), "360", "draft", "keep", 0, 0, None, 1, 1, True)
+    assert "1 view at" in _estimate(runner, str(photo), "single", "draft", "keep", 0, 0, None, 1, 1, True)
+    assert _estimate(runner, str(photo), "single", "custom", "keep", 8, 8, None, 1, 1, True) == ""  # too small
+
+
+def test_pick_direction_from_a_panorama_click(tmp_path):
+    from PIL import Image
+
+    from webui.layout import direction_from_click
+
+    panorama = tmp_path / "panorama.png"
+    Image.new("RGB", (400, 200)).save(panorama)
+
+    def click(x, y):
+        return direction_from_click(str(panorama), type("Select", (), {"index": [x, y]})())
+
+    assert click(200, 100) == (0, 0)  # the middle looks where the photo looks
+    assert click(300, 50) == (90, 45)  # right and up
+    assert click(0, 199) == (-180, -90)  # the bottom-left pixel: behind (left edge) and straight down
+
+
+@pytest.fixture(scope="module")
+def grown_app(tmp_path_factory):
+    """The real offline pipeline behind the handlers; one tiny single-view scene generated in a session."""
+    components = _real_components()
+    root = tmp_path_factory.mktemp("grow")
+    photo = write_photo(root / "photo.png")
+    settings = app.AppSettings(output_root=root / "jobs", grow_limits=app.GrowLimits(max_views=3))
+    ws = app.WorldStitchApp(app.PipelineRunner(components), settings, use_zero_gpu=False)
+    session = type("Request", (), {"session_hash": "grow-session"})()
+    args = _handler_args(photo, seed=5, mode="single", width=96, height=72, splat_iters=3, fov_deg=None)
+    updates = ws.generate(*args, request=session, progress=lambda *a, **k: None)
+    *shown, token = last_update_kept(updates, root / "kept")
+    return ws, session, token, shown
+
+
+def test_grow_where_i_look_through_the_handler(grown_app, tmp_path):
+    ws, session, token, (status, viewer, downloads, gallery, timings, seed) = grown_app
+    assert status.startswith("Done") and "from 1 view" in status and "views" not in status
+    assert isinstance(token, str) and len(ws.scenes) == 1
+    updates = ws.grow(token, 40, 0, request=session, progress=lambda *a, **k: None)
+    status2, viewer2, downloads2, gallery2, timings2, token2 = last_update_kept(updates, tmp_path)
+    assert status2.startswith("Grew toward yaw 40°") and "from 2 views" in status2, status2
+    assert token2 == token and len(ws.scenes.get(token).result.frames) == 2
+    assert len(gallery2) == 2 * 2  # each view and its depth
+    check_splat_ply(viewer2)
+    assert Path(viewer2).read_bytes() != Path(viewer).read_bytes()  # the viewer shows the grown scene
+    names = {Path(p).name.split("-", 1)[1] for p in downloads2}
+    assert names >= {"splats.ply", "scene.glb", "points.ply", "frames.zip"}
+
+    def points(files) -> int:
+        return PlyData.read(next(p for p in files if p.endswith("points.ply")))["vertex"].count
+
+    assert points(downloads2) > points(downloads)
+    assert list(ws.settings.output_root.iterdir()) == []
+
+
+def test_grow_errors_budget_and_cancel(grown_app):
+    ws, session, token, _ = grown_app
+    quiet = dict(request=session, progress=lambda *a, **k: None)
+    with pytest.raises(gr.Error, match="Turn"):
+        last_update(ws.grow(token, 400, 0, **quiet))
+    with pytest.raises(gr.Error, match="up/down"):
+        last_update(ws.grow(token, 0, float("nan"), **quiet))
+    with pytest.raises(gr.Error, match="press Generate first"):
+        last_update(ws.grow("not-a-session-token", 10, 0, **quiet))
+    while len(ws.scenes.get(token).result.frames) < ws.settings.grow_limits.max_views:
+        last_update(ws.grow(token, -40, 0, **quiet))
+    with pytest.raises(gr.Error, match="at most 3 views"):  # the session's memory budget, named
+        last_update(ws.grow(token, 90, 0, **quiet))
+    # cancel while growing: the status says so, nothing is kept from the cancelled step
+    views = len(ws.scenes.get(token).result.frames)
+    ws.settings.grow_limits = app.GrowLimits(max_views=10)
+    updates = ws.grow(token, 150, 0, **quiet)
+    first = next(updates)
+    assert ws.cancel(session) == app.CANCELLED_MESSAGE, first
+    assert last_update(updates)[0] == app.CANCELLED_MESSAGE
+    assert len(ws.scenes.get(token).result.frames) == views
+    assert list(ws.settings.output_root.iterdir()) == []
+
+
+def test_scene_store_is_bounded_and_forgets():
+    store = app.SceneStore(max_scenes=2, max_age_s=3600)
+    config = build_run_config()
+    tokens = [store.put(f"scene {i}", config) for i in range(3)]
+    assert len(store) == 2
+    with pytest.raises(gr.Error, match="Generate"):
+        store.get(tokens[0])  # the oldest went first
+    assert store.get(tokens[2]).result == "scene 2"
+    store.drop(tokens[2])
+    assert len(store) == 1
+    expired = app.SceneStore(max_scenes=2, max_age_s=0)
+    token = expired.put("scene", config)
+    time.sleep(0.01)
+    with pytest.raises(gr.Error):
+        expired.get(token)

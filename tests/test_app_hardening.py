@@ -643,10 +643,34 @@ def test_25_zero_gpu_wrapping_picklable_and_only_gr_error(tmp_path, photo, fake_
     assert list((tmp_path / "jobs").iterdir()) == []
 
 
-def test_25_spaces_importable_turns_wrapping_on(tmp_path, fake_spaces):
+def test_25_zero_gpu_space_turns_wrapping_on(tmp_path, fake_spaces, monkeypatch):
+    monkeypatch.setenv("SPACES_ZERO_GPU", "true")
     ws = app.WorldStitchApp(FakeRunner(), app.AppSettings(output_root=tmp_path / "jobs"))
     assert ws.gpu_job is not None
     assert app.spaces_available()
+    monkeypatch.delenv("SPACES_ZERO_GPU")
+    assert not app.spaces_available()  # `spaces` installed but not on ZeroGPU hardware: no process boundary
+
+
+def test_25_zero_gpu_duration_is_computed_per_job_and_bounded(tmp_path, photo, fake_spaces):
+    """Each call asks ZeroGPU for the seconds its own mode, quality and size need, within ZeroGPU's limits."""
+    from pipeline.config import build_run_config
+    from pipeline.job import JobRequest
+    from pipeline.space import ZERO_GPU_MAX_S, ZERO_GPU_MIN_S
+
+    app.WorldStitchApp(FakeRunner(num_views=1), app.AppSettings(output_root=tmp_path / "jobs"), use_zero_gpu=True)
+    (duration,) = fake_spaces["durations"]
+    assert callable(duration)
+
+    def seconds(preset: str, mode: str, **choices) -> int:
+        import torch
+
+        return duration(JobRequest(torch.zeros(8, 8, 3), build_run_config(preset, mode=mode, **choices)), "job")
+
+    single, ring = seconds("default", "single"), seconds("default", "360")
+    assert ZERO_GPU_MIN_S <= single < ring <= ZERO_GPU_MAX_S
+    assert seconds("high", "sphere") == ZERO_GPU_MAX_S  # bounded: ZeroGPU would refuse more
+    assert seconds("default", "360", steps=5) < ring  # the job's own steps count, not only the preset's
 
 
 def test_25_no_spaces_no_wrapping(tmp_path, monkeypatch):

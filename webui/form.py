@@ -129,12 +129,21 @@ class FormField:
     missing: str = ""
     """Message when a required value is missing."""
 
+    diffusion_only: bool = False
+    """Only the diffusion outpainter reads it: hidden on a page serving the offline profile (the server still
+    checks it, so API callers keep the same argument list)."""
+
     extra: dict = field(default_factory=dict)
     """Further keyword arguments of the Gradio component (placeholder, lines, elem_id, ...)."""
 
-    def component(self) -> gr.components.Component:
-        """The Gradio input for this field (call inside a ``gr.Blocks`` context)."""
-        common = dict(label=self.label, **self.extra)
+    def component(self, visible: bool = True, render: bool = True) -> gr.components.Component:
+        """The Gradio input for this field.
+
+        Args:
+            visible: False hides the widget (its value still reaches the handler).
+            render: False creates it outside the page layout, to be placed later with ``.render()``.
+        """
+        common = dict(label=self.label, visible=visible, render=render, **self.extra)
         if self.info:
             common["info"] = self.info
         if self.widget == "file":
@@ -178,10 +187,10 @@ class FormField:
             if value not in self.choices:
                 raise gr.Error(f"{self.label} must be one of: {', '.join(self.choices)}.")
             return value
-        return _number(value, self.label, self.bounds, integer=self.kind == "int")
+        return check_number(value, self.label, self.bounds, integer=self.kind == "int")
 
 
-def _number(value, name: str, bounds: tuple[float, float], *, integer: bool) -> float | int:
+def check_number(value, name: str, bounds: tuple[float, float], *, integer: bool) -> float | int:
     """``value`` as a finite number within ``bounds``, else a ``gr.Error`` naming the field and the range."""
     low, high = bounds
     if isinstance(value, bool):
@@ -253,8 +262,28 @@ def form_fields(limits: Limits, defaults: FormDefaults, renderers: tuple[str, ..
             advanced=True,
             file_types=DEPTH_TYPES,
         ),
-        FormField("steps", "Diffusion steps", "int", "slider", defaults.steps, limits.steps, step=1, advanced=True),
-        FormField("guidance", "Guidance", "float", "slider", defaults.guidance, limits.guidance, 0.5, advanced=True),
+        FormField(
+            "steps",
+            "Diffusion steps",
+            "int",
+            "slider",
+            defaults.steps,
+            limits.steps,
+            step=1,
+            advanced=True,
+            diffusion_only=True,
+        ),
+        FormField(
+            "guidance",
+            "Guidance",
+            "float",
+            "slider",
+            defaults.guidance,
+            limits.guidance,
+            0.5,
+            advanced=True,
+            diffusion_only=True,
+        ),
         FormField("width", "Width", "int", "slider", defaults.size[0], limits.side, step=8, advanced=True),
         FormField("height", "Height", "int", "slider", defaults.size[1], limits.side, step=8, advanced=True),
         FormField(
@@ -277,7 +306,14 @@ def form_fields(limits: Limits, defaults: FormDefaults, renderers: tuple[str, ..
             step=1,
             advanced=True,
         ),
-        FormField("video", "Render a fly-through video", "flag", "checkbox", defaults.video, advanced=True),
+        FormField(
+            "video",
+            "Render a fly-through video",
+            "flag",
+            "checkbox",
+            defaults.video,
+            info="an MP4 orbit in the downloads; adds a few seconds (see the estimate)",
+        ),
         FormField(
             "renderer",
             "Point renderer (reprojection)",

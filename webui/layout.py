@@ -1,99 +1,211 @@
-"""The page: the Generate form (from :func:`webui.form.form_fields`), the results, the examples, and the hardened
-launch settings."""
+"""The page: examples at the top, the Generate form (from :func:`webui.form.form_fields`), the results with one
+progress display (on the status), "grow where I look", and the hardened launch settings."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
+from PIL import Image
 
+from core.images import ImageError, check_aspect
+from pipeline.config import PRESETS, build_run_config
+from webui.estimate import estimate_text
 from webui.form import CUSTOM_QUALITY, PRESET_FIELDS, apply_quality
-from webui.runner import Runner, WorldStitchApp, public_message
+from webui.runner import PITCH_RANGE, YAW_RANGE, Runner, WorldStitchApp, public_message
 from webui.settings import AppSettings
 
-EXAMPLE_NAMES = ("room", "street", "landscape")  # procedural examples made by the project (scripts/)
+PROFILES_SECTION = "Profiles: offline and generative"
+"""README.md's section that explains the two profiles (the banner links to it)."""
+PROFILES_ANCHOR = "profiles-offline-and-generative"
+"""Its anchor as GitHub and the Hugging Face Space page render it."""
 CSS = """
 #viewer canvas { background: #111; }
 """
 ROWS = (("mode", "quality"), ("seed", "randomize_seed"))
 """Inputs shown side by side (the rest stack in declaration order)."""
+GROW_DEFAULT_YAW = 60.0  # a first "grow" turns right by about one view (the default field of view is ~53°)
 
 
-def profile_banner(runner: Runner) -> str:
-    """Which profile the server runs, and how to start the other one (no server paths)."""
+@dataclass(frozen=True)
+class Example:
+    """One example on the page: a folder under ``examples/`` and the name people see."""
+
+    folder: str
+    label: str
+
+
+EXAMPLES = (
+    Example("room", "Living room (made by the project, with its depth map)"),
+    Example("street", "City street (made by the project, with its depth map)"),
+    Example("landscape", "Meadow and lake (made by the project, with its depth map)"),
+    Example("photo-wine-corner", "Photo: a corner with wine bottles (Jakub Mede, CC BY 4.0)"),
+    Example("photo-mountain-trail", "Photo: mountain trail (Aitzol Berasategi, CC BY 4.0)"),
+    Example("photo-autumn-mountains", "Photo: autumn mountains (Aitzol Berasategi, CC BY 4.0)"),
+)
+EXAMPLE_NAMES = tuple(example.folder for example in EXAMPLES)
+PHOTO_NAMES = ("image.png", "image.jpg")  # an example's photo, first found
+
+
+def profile_banner(runner: Runner, reason: str = "", readme_url: str | None = None) -> str:
+    """What this server does, in plain words, and where to read how to get the other profile (no server paths).
+
+    Args:
+        runner: the injected pipeline (its ``profile`` and ``description``).
+        reason: why this profile was chosen (:func:`pipeline.space.choose_space_profile`), shown when given.
+        readme_url: link to README.md's :data:`PROFILES_SECTION` (the Space page); None names the section instead.
+    """
     profile = getattr(runner, "profile", "offline")
     description = getattr(runner, "description", "")
+    more = f"[{PROFILES_SECTION}]({readme_url})" if readme_url else f"README.md, section “{PROFILES_SECTION}”"
     if profile == "generative":
-        other = (
-            "For a fast, weight-free run (PatchMatch outpainting + classical depth), start the app with "
-            "`python app.py --profile offline`."
+        title = "AI mode (generative profile)"
+        body = (
+            "The unseen parts of the scene are painted by a diffusion model (Stable Diffusion inpainting) and "
+            "their depth estimated by a depth network (Depth Anything), on the GPU. For a quick run without any "
+            "model, start the app with `python app.py --profile offline`."
         )
-        title = "Generative profile: diffusion outpainting and learned depth"
     else:
-        other = (
-            "For diffusion outpainting and learned depth, download the model weights (see the README, "
-            '"Generative profile") and start the app with `python app.py --profile generative` '
-            "— a GPU is strongly recommended."
+        title = "Quick mode without AI models (offline profile)"
+        body = (
+            "The unseen parts of the scene are filled by copying patches of your photo (PatchMatch), and depth "
+            "comes from simple geometry, so the surroundings look like stretched copies of the photo. For "
+            "surroundings painted by AI, start the app with `python app.py --profile generative` on a machine "
+            "with a GPU and the model weights."
         )
-        title = "Offline profile: PatchMatch outpainting and classical depth, no model weights"
-    detail = f" ({public_message(description)})" if description else ""  # no server paths on the page
-    return f"**{title}**{detail}. {other}"
+    why = f" Why this mode: {public_message(reason)}." if reason else ""
+    detail = f" Models: {public_message(description)}." if description else ""  # no server paths on the page
+    return f"**{title}.** {body}{why}{detail} More: {more}."
+
+
+def example_photo(folder: Path) -> Path | None:
+    """The photo of an example folder (``image.png`` or ``image.jpg``), or None."""
+    return next((folder / name for name in PHOTO_NAMES if (folder / name).is_file()), None)
 
 
 def example_rows(examples_dir: Path) -> list[list]:
-    """[preview, photo, prompt] rows for the examples that exist under ``examples_dir``."""
-    rows = []
-    for name in EXAMPLE_NAMES:
-        image = examples_dir / name / "image.png"
-        prompt_file = examples_dir / name / "prompt.txt"
-        if image.is_file():
-            prompt = prompt_file.read_text(encoding="utf-8").strip() if prompt_file.is_file() else ""
-            rows.append([str(image), str(image), prompt])
-    return rows
+    """[photo, prompt, depth map or None] rows for the :data:`EXAMPLES` that exist under ``examples_dir``."""
+    return [row for _, row in _examples(examples_dir)]
+
+
+def _examples(examples_dir: Path) -> list[tuple[str, list]]:
+    found = []
+    for example in EXAMPLES:
+        folder = examples_dir / example.folder
+        photo = example_photo(folder)
+        if photo is None:
+            continue
+        prompt_file, depth = folder / "prompt.txt", folder / "depth.png"
+        prompt = prompt_file.read_text(encoding="utf-8").strip() if prompt_file.is_file() else ""
+        found.append((example.label, [str(photo), prompt, str(depth) if depth.is_file() else None]))
+    return found
+
+
+def photo_size(path) -> tuple[int, int] | None:
+    """(W, H) of an uploaded photo from its header (no decoding), upright; None when unreadable or absent."""
+    if not isinstance(path, str) or not path:
+        return None
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            if image.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # EXIF orientation turned by 90°
+                width, height = height, width
+        check_aspect(width, height)
+    except (OSError, ValueError, ImageError):
+        return None
+    return width, height
+
+
+def direction_from_click(panorama, evt: gr.SelectData):
+    """Yaw and pitch (degrees) of the panorama pixel a user clicked (longitude -180..180 left to right, latitude
+    90..-90 top to bottom; see :mod:`pipeline.panorama`)."""
+    size = photo_size(panorama)
+    if size is None or not isinstance(evt.index, (list, tuple)) or len(evt.index) != 2:
+        return gr.skip(), gr.skip()
+    (width, height), (col, row) = size, evt.index
+    yaw = ((float(col) + 0.5) / width - 0.5) * 360.0
+    pitch = (0.5 - (float(row) + 0.5) / height) * 180.0
+    return round(min(max(yaw, YAW_RANGE[0]), YAW_RANGE[1])), round(min(max(pitch, PITCH_RANGE[0]), PITCH_RANGE[1]))
 
 
 def build_demo(runner: Runner, settings: AppSettings | None = None, *, use_zero_gpu: bool | None = None) -> gr.Blocks:
     """The WorldStitch UI around an injected pipeline ``runner`` (see :class:`webui.runner.Runner`)."""
     app = WorldStitchApp(runner, settings, use_zero_gpu=use_zero_gpu)
     settings = app.settings
-    main_fields = [spec for spec in app.fields if not spec.advanced]
-    advanced_fields = [spec for spec in app.fields if spec.advanced]
+    generative = getattr(runner, "profile", "offline") == "generative"
     paired = {name: row for row in ROWS for name in row}
 
     with gr.Blocks(title="WorldStitch", delete_cache=settings.cache_cleanup, analytics_enabled=False) as demo:
         demo.worldstitch = app  # tests and main() reach the handlers and settings through the Blocks
         gr.Markdown(
             "# WorldStitch\nOne photo and a prompt → a 360° scene of Gaussian splats you can orbit here and "
-            "download (PLY, .splat, point cloud, frames with `transforms.json`, video)."
+            "download (splats, a GLB mesh for Blender/Unity/three.js, a 360° panorama, the point cloud, frames "
+            "with `transforms.json`, a video)."
         )
-        gr.Markdown(profile_banner(runner), elem_id="profile-banner")
-        inputs: dict[str, gr.components.Component] = {}
+        gr.Markdown(profile_banner(runner, settings.profile_reason, settings.readme_url), elem_id="profile-banner")
+        # every input is made first and placed below, so the examples can sit at the top of the page
+        inputs = {
+            spec.name: spec.component(visible=generative or not spec.diffusion_only, render=False)
+            for spec in app.fields
+        }
+        found = _examples(settings.examples_dir)
+        if found:
+            app.examples = gr.Examples(
+                examples=[row for _, row in found],
+                inputs=[inputs["image"], inputs["prompt"], inputs["depth"]],
+                example_labels=[label for label, _ in found],
+                label="Examples: pick one, then press Generate",
+                cache_examples=False,
+                elem_id="examples",
+            )
         with gr.Row():
             with gr.Column(scale=1):
-                for spec in main_fields:
-                    if spec.name in inputs:
+                placed: set[str] = set()
+                for spec in app.fields:
+                    if spec.advanced or spec.name in placed:
                         continue
                     if spec.name in paired:
                         with gr.Row():
                             for name in paired[spec.name]:
-                                inputs[name] = next(f for f in main_fields if f.name == name).component()
+                                inputs[name].render()
+                                placed.add(name)
                     else:
-                        inputs[spec.name] = spec.component()
+                        inputs[spec.name].render()
+                        placed.add(spec.name)
                     if spec.name == "image":
                         preview = gr.Image(
                             label="Photo as it will be used", interactive=False, format="png", height=220
                         )
                 with gr.Accordion("Advanced settings", open=False):
                     gr.Markdown("Size, steps and splat iterations are used when Quality is **custom**.")
-                    for spec in advanced_fields:
-                        inputs[spec.name] = spec.component()
+                    for spec in app.fields:
+                        if spec.advanced:
+                            inputs[spec.name].render()
+                estimate = gr.Markdown(elem_id="estimate")
                 with gr.Row():
                     generate_btn = gr.Button("Generate", variant="primary", elem_id="generate")
                     cancel_btn = gr.Button("Cancel", variant="stop", elem_id="cancel")
             with gr.Column(scale=2):
-                status = gr.Markdown("Upload a photo or pick an example, then press **Generate**.", elem_id="status")
+                status = gr.Markdown("Pick an example or upload a photo, then press **Generate**.", elem_id="status")
                 viewer = gr.Model3D(label="Scene (drag to orbit, scroll to zoom)", height=480, elem_id="viewer")
                 downloads = gr.File(label="Downloads", file_count="multiple", interactive=False, elem_id="downloads")
+                with gr.Accordion("Grow where I look", open=True, visible=False, elem_id="grow-panel") as grow_panel:
+                    gr.Markdown(
+                        "Turn toward a direction (or click the panorama) and grow the scene there: a new view is "
+                        "painted from what is already there, then the splats and downloads are remade."
+                    )
+                    panorama = gr.Image(
+                        label="Panorama (click where to grow)",
+                        type="filepath",
+                        interactive=False,
+                        visible=False,
+                        elem_id="panorama",
+                    )
+                    with gr.Row():
+                        yaw = gr.Slider(*YAW_RANGE, value=GROW_DEFAULT_YAW, step=1, label="Turn (°, right +)")
+                        pitch = gr.Slider(*PITCH_RANGE, value=0, step=1, label="Look up/down (°, up +)")
+                    grow_btn = gr.Button("Grow the scene there", elem_id="grow")
                 gallery = gr.Gallery(label="Generated views and depth", columns=4, height=260, elem_id="gallery")
                 timings = gr.Dataframe(
                     headers=["stage", "seconds"],
@@ -102,25 +214,41 @@ def build_demo(runner: Runner, settings: AppSettings | None = None, *, use_zero_
                     interactive=False,
                     elem_id="timings",
                 )
+        scene = gr.State(None, time_to_live=settings.kept_scene_s, delete_callback=app.scenes.drop)
 
-        rows = example_rows(settings.examples_dir)
-        if rows:
-            app.examples = gr.Examples(
-                examples=rows,
-                inputs=[preview, inputs["image"], inputs["prompt"]],
-                label="Examples (made by the project; no downloaded images)",
-                cache_examples=False,
-            )
-
+        results = [status, viewer, downloads, gallery, timings]
         job = generate_btn.click(
             app.generate,
             inputs=[inputs[spec.name] for spec in app.fields],
-            outputs=[status, viewer, downloads, gallery, timings, inputs["seed"]],
+            outputs=[*results, inputs["seed"], scene],
             api_name="generate",
             concurrency_limit=1,
             concurrency_id="gpu",
+            show_progress="full",
+            show_progress_on=[status],  # one progress display: not on the viewer, downloads, seed...
         )
-        cancel_btn.click(app.cancel, None, None, cancels=[job], queue=False, api_visibility="private")
+        job.success(_grow_panel, [scene, downloads], [grow_panel, panorama], queue=False, api_visibility="private")
+        grown = grow_btn.click(
+            app.grow,
+            inputs=[scene, yaw, pitch],
+            outputs=[*results, scene],
+            api_visibility="private",
+            concurrency_limit=1,
+            concurrency_id="gpu",
+            show_progress="full",
+            show_progress_on=[status],
+        )
+        grown.success(_grow_panel, [scene, downloads], [grow_panel, panorama], queue=False, api_visibility="private")
+        cancel_btn.click(
+            app.cancel,
+            None,
+            status,
+            cancels=[job, grown],
+            queue=False,
+            api_visibility="private",
+            show_progress="hidden",
+        )
+        panorama.select(direction_from_click, panorama, [yaw, pitch], queue=False, api_visibility="private")
         inputs["image"].change(
             app.preview,
             inputs["image"],
@@ -130,13 +258,47 @@ def build_demo(runner: Runner, settings: AppSettings | None = None, *, use_zero_
             concurrency_id="decode",
             show_progress="minimal",
         )
+        # a photo the user uploads is not the example's: its depth map no longer applies
+        inputs["image"].upload(lambda: None, None, inputs["depth"], queue=False, api_visibility="private")
         preset_inputs = [inputs[name] for name in PRESET_FIELDS]
         inputs["quality"].change(apply_quality, inputs["quality"], preset_inputs, queue=False, api_visibility="private")
         for slider in preset_inputs:
             slider.input(lambda: CUSTOM_QUALITY, None, inputs["quality"], queue=False, api_visibility="private")
 
+        estimate_names = ("image", "mode", "quality", "aspect", "width", "height", "fov_deg", "steps", "splat_iters")
+        estimate_inputs = [inputs[name] for name in (*estimate_names, "video")]
+
+        def show_estimate(*values):
+            return _estimate(runner, *values)
+
+        for name in (*estimate_names, "video"):
+            inputs[name].change(
+                show_estimate, estimate_inputs, estimate, queue=False, api_visibility="private", show_progress="hidden"
+            )
+        demo.load(show_estimate, estimate_inputs, estimate, queue=False, api_visibility="private")
+
     demo.queue(default_concurrency_limit=1, max_size=settings.queue_max_size)
     return demo
+
+
+def _estimate(runner: Runner, image, mode, quality, aspect, width, height, fov, steps, splat_iters, video) -> str:
+    """The estimate line for the form's current values ("" when they are not valid yet: Generate says why)."""
+    profile = getattr(runner, "profile", "offline")
+    choices = dict(mode=mode, aspect=aspect, fov=fov, video=bool(video))
+    if quality not in PRESETS:
+        choices.update(size=(width, height), steps=steps, splat_iters=splat_iters)
+    try:
+        config = build_run_config(quality if quality in PRESETS else "default", **choices)
+        return estimate_text(config, profile, photo_size(image))
+    except (TypeError, ValueError):
+        return ""
+
+
+def _grow_panel(token, downloads):
+    """Show the grow controls once this session has a scene; the panorama (when the scene has one) to click on."""
+    names = {Path(path).name: path for path in downloads or [] if isinstance(path, str)}
+    panorama = names.get("panorama.png")
+    return gr.update(visible=token is not None), gr.update(value=panorama, visible=panorama is not None)
 
 
 def launch(demo: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, **extra):

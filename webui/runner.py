@@ -8,17 +8,25 @@ server with the form declaration (:mod:`webui.form`; API callers skip the browse
 into its own folder under an app-owned root; Gradio copies the results into its cache (which ``delete_cache``
 empties), and the job folder is removed when the handler finishes, fails or is cancelled.
 
-On a Hugging Face ZeroGPU Space (the ``spaces`` package is importable) the GPU part runs inside
-``spaces.GPU(duration=...)``: its arguments are picklable (a :class:`pipeline.job.JobRequest` and a folder name)
-and only ``gr.Error`` leaves it.
+"Grow where I look" (:meth:`WorldStitchApp.grow`): after a run the session holds a token (``gr.State``) for its
+scene, kept in a bounded :class:`SceneStore` (a few scenes, each within :class:`pipeline.grow_more.GrowLimits`);
+growing runs like a job (same queue, lock, cancel and folders) through the runner's ``grow``.
+
+On a ZeroGPU Space (``SPACES_ZERO_GPU`` set, :func:`pipeline.space.is_zero_gpu`) the GPU part runs inside
+``spaces.GPU(duration=...)``, the duration computed per job from its mode, quality and size
+(:func:`webui.estimate.zero_gpu_seconds`); its arguments are picklable (a :class:`pipeline.job.JobRequest` or a
+:class:`GrowRequest`, and a folder name), the scene comes back on the CPU, and only ``gr.Error`` leaves it.
 """
 
 from __future__ import annotations
 
+import collections
 import contextvars
+import dataclasses
 import gc
 import importlib.util
 import logging
+import os
 import queue
 import re
 import shutil
@@ -31,13 +39,16 @@ from pathlib import Path
 from typing import Protocol
 
 import gradio as gr
+from torch import Tensor
 
 from core.components import Cancelled
 from core.images import ImageError, check_aspect, load_depth_file, load_image, to_uint8
-from core.types import ProgressEvent
-from pipeline.config import working_size
+from core.types import ProgressEvent, SceneResult
+from pipeline.config import RunConfig, working_size
 from pipeline.job import JobError, JobOutputs, JobRequest
-from webui.form import JobInputs, Limits, check_form, form_fields
+from pipeline.space import is_zero_gpu
+from webui.estimate import zero_gpu_seconds
+from webui.form import JobInputs, Limits, check_form, check_number, form_fields
 from webui.settings import AppSettings
 
 logger = logging.getLogger("worldstitch.app")
@@ -45,6 +56,9 @@ logger = logging.getLogger("worldstitch.app")
 PREVIEW_MAX_SIDE = 512  # the input preview is shown at most this large
 HEARTBEAT_S = 0.5  # the handler yields at least this often, so a closed connection or Cancel is seen quickly
 SECONDS_PER_UPDATE = 0.25  # at most this many progress updates per second reach the browser
+CANCELLED_MESSAGE = "Cancelled — nothing was saved."
+YAW_RANGE = (-180.0, 180.0)  # degrees right of the photo's direction
+PITCH_RANGE = (-90.0, 90.0)  # degrees up from level
 
 
 class Runner(Protocol):
@@ -62,8 +76,20 @@ class Runner(Protocol):
     ) -> JobOutputs: ...
 
 
+@dataclass
+class GrowRequest:
+    """Grow a finished scene by one view toward a direction (picklable, for ZeroGPU like :class:`JobRequest`)."""
+
+    result: SceneResult
+    config: RunConfig
+    yaw_deg: float
+    pitch_deg: float
+    limits: object
+    """:class:`pipeline.grow_more.GrowLimits` of the session."""
+
+
 class PipelineRunner:
-    """:func:`pipeline.job.run_job` bound to components built once at start."""
+    """:func:`pipeline.job.run_job` and :func:`pipeline.job.grow_job` bound to components built once at start."""
 
     def __init__(self, components):
         self.components = components
@@ -74,6 +100,22 @@ class PipelineRunner:
         from pipeline.job import run_job
 
         return run_job(request, self.components, out_dir, progress=progress, cancel=cancel)
+
+    def grow(self, request: GrowRequest, out_dir, progress=None, cancel=None) -> JobOutputs:
+        """Grow ``request.result`` toward its direction and write the grown scene (see :func:`grow_job`)."""
+        from pipeline.job import grow_job
+
+        return grow_job(
+            request.result,
+            request.config,
+            self.components,
+            request.yaw_deg,
+            request.pitch_deg,
+            out_dir,
+            progress=progress,
+            cancel=cancel,
+            limits=request.limits,
+        )
 
 
 # --- errors the user sees -----------------------------------------------------------------------------------------
@@ -136,13 +178,14 @@ class _Failed:
 
 def stream_job(
     runner: Runner,
-    request: JobRequest,
+    request: JobRequest | GrowRequest,
     out_dir: Path,
     cancel: threading.Event,
     gpu_lock: threading.Lock,
 ) -> Iterator[ProgressEvent | JobOutputs | None]:
-    """Run ``runner`` in a worker thread; yield its progress events, ``None`` every :data:`HEARTBEAT_S` without
-    news, and finally its :class:`JobOutputs`. The job's exception is re-raised here.
+    """Run ``runner`` (or ``runner.grow`` for a :class:`GrowRequest`) in a worker thread; yield its progress events,
+    ``None`` every :data:`HEARTBEAT_S` without news, and finally its :class:`JobOutputs`. The job's exception is
+    re-raised here.
 
     ``gpu_lock`` keeps one job on the accelerator at a time, even while a cancelled job is still winding down.
     Closing this generator (the browser left, or Cancel) sets ``cancel``.
@@ -157,7 +200,8 @@ def stream_job(
                     if cancel.is_set():
                         raise Cancelled("cancelled while waiting for the previous job to stop")
             try:
-                events.put(_Finished(runner(request, out_dir, progress=events.put, cancel=cancel)))
+                job = runner.grow if isinstance(request, GrowRequest) else runner
+                events.put(_Finished(job(request, out_dir, progress=events.put, cancel=cancel)))
             finally:
                 gpu_lock.release()
         except BaseException as err:  # handed to the consumer, which re-raises it in the request's context
@@ -183,16 +227,22 @@ def stream_job(
         cancel.set()  # no effect after success; stops the job when the consumer went away
 
 
-def _gpu_wrapped(runner: Runner, gpu_lock: threading.Lock, duration_s: int):
-    """On ZeroGPU: a ``spaces.GPU`` generator with picklable arguments that lets only ``gr.Error`` out."""
+def _gpu_wrapped(runner: Runner, gpu_lock: threading.Lock, duration_s: int | None):
+    """On ZeroGPU: a ``spaces.GPU`` generator with picklable arguments that lets only ``gr.Error`` out.
+
+    ``duration_s`` None asks for :func:`webui.estimate.zero_gpu_seconds` of each job (computed from its request
+    before the GPU is granted), else that many seconds for every job.
+    """
     import spaces
 
-    def gpu_job(request: JobRequest, out_dir: str) -> Iterator[ProgressEvent | JobOutputs | None]:
+    def gpu_job(request: JobRequest | GrowRequest, out_dir: str) -> Iterator[ProgressEvent | JobOutputs | None]:
         cancel = threading.Event()  # events cannot cross the process boundary; closing the generator cancels
         failure: gr.Error | None = None
         try:
             for item in stream_job(runner, request, Path(out_dir), cancel, gpu_lock):
-                yield replace(item, result=None) if isinstance(item, JobOutputs) else item  # no tensors back
+                if isinstance(item, JobOutputs):  # the scene comes back on the CPU (kept for "grow where I look")
+                    item = replace(item, result=_on_cpu(item.result))
+                yield item
         except Cancelled:
             return
         except Exception as err:  # noqa: BLE001 - ZeroGPU shows anything but gr.Error as "worker error"
@@ -201,16 +251,97 @@ def _gpu_wrapped(runner: Runner, gpu_lock: threading.Lock, duration_s: int):
             _free_memory()
             raise failure
 
-    return spaces.GPU(duration=duration_s)(gpu_job)
+    def duration(request: JobRequest | GrowRequest, out_dir: str) -> int:
+        return zero_gpu_seconds(request.config, grow=isinstance(request, GrowRequest))
+
+    return spaces.GPU(duration=duration if duration_s is None else duration_s)(gpu_job)
+
+
+def _on_cpu(value):
+    """``value`` with every tensor inside it (dataclasses, lists, tuples) moved to the CPU."""
+    if isinstance(value, Tensor):
+        return value.detach().cpu()
+    if isinstance(value, (list, tuple)):
+        return type(value)(_on_cpu(item) for item in value)
+    if isinstance(value, dict):
+        return {key: _on_cpu(item) for key, item in value.items()}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return replace(value, **{f.name: _on_cpu(getattr(value, f.name)) for f in dataclasses.fields(value) if f.init})
+    return value
 
 
 def spaces_available() -> bool:
-    """Whether the ``spaces`` package (ZeroGPU) can be imported; outside a ZeroGPU Space its decorator is a no-op."""
+    """Whether this process runs on ZeroGPU hardware (``SPACES_ZERO_GPU`` set by Hugging Face) and the ``spaces``
+    package is importable; elsewhere its decorator would only add a process boundary."""
+    if not is_zero_gpu(os.environ):
+        return False
     try:
         import spaces  # noqa: F401
     except ImportError:
         return False
     return True
+
+
+@dataclass
+class KeptScene:
+    """A finished scene a session may grow further."""
+
+    result: SceneResult
+    config: RunConfig
+    used: float
+    """``time.monotonic()`` of its last use."""
+
+
+class SceneStore:
+    """The scenes kept for "grow where I look": at most ``max_scenes``, each dropped ``max_age_s`` after its last
+    use; the least recently used goes first. A session holds only the random token (``gr.State``).
+    """
+
+    def __init__(self, max_scenes: int, max_age_s: float):
+        self.max_scenes = max_scenes
+        self.max_age_s = max_age_s
+        self._scenes: collections.OrderedDict[str, KeptScene] = collections.OrderedDict()
+        self._guard = threading.Lock()
+
+    def put(self, result: SceneResult, config: RunConfig, token: str | None = None) -> str:
+        """Keep ``result`` (under ``token``, replacing what it held, or a new token); returns the token."""
+        token = token or uuid.uuid4().hex
+        with self._guard:
+            self._scenes.pop(token, None)
+            self._scenes[token] = KeptScene(result, config, time.monotonic())
+            self._expire()
+            while len(self._scenes) > self.max_scenes:
+                self._scenes.popitem(last=False)
+        return token
+
+    def get(self, token: str | None) -> KeptScene:
+        """The scene kept under ``token``. Raises ``gr.Error`` when there is none (never made, or dropped)."""
+        with self._guard:
+            self._expire()
+            scene = self._scenes.get(token) if isinstance(token, str) else None
+            if scene is None:
+                raise gr.Error(
+                    "There is no scene to grow in this session (none was generated yet, or it was dropped to free "
+                    "memory): press Generate first."
+                )
+            scene.used = time.monotonic()
+            self._scenes.move_to_end(token)
+            return scene
+
+    def drop(self, token: str | None) -> None:
+        """Forget the scene under ``token`` (the session ended)."""
+        with self._guard:
+            if isinstance(token, str):
+                self._scenes.pop(token, None)
+
+    def __len__(self) -> int:
+        with self._guard:
+            return len(self._scenes)
+
+    def _expire(self) -> None:
+        cutoff = time.monotonic() - self.max_age_s
+        for token in [token for token, scene in self._scenes.items() if scene.used < cutoff]:
+            del self._scenes[token]
 
 
 def make_request(inputs: JobInputs, limits: Limits) -> JobRequest:
@@ -254,14 +385,25 @@ def _timing_rows(timings: dict[str, float]) -> list[list]:
     return rows
 
 
+def plural(count: int, noun: str) -> str:
+    """``1 view``, ``13 views``, ``1,234 points``."""
+    return f"{count:,} {noun}" if count == 1 else f"{count:,} {noun}s"
+
+
 def _status(event: ProgressEvent, started: float) -> str:
     where = f"view {event.view + 1}/{event.num_views} · " if event.view >= 0 and event.num_views else ""
     message = public_message(event.message or event.stage)
-    return f"{where}**{event.stage}** · {event.fraction:.0%} · {time.perf_counter() - started:.0f} s — {message}"
+    return f"{where}{event.stage} · {event.fraction:.0%} · {time.perf_counter() - started:.0f} s — {message}"
+
+
+@dataclass
+class _Done:
+    outputs: JobOutputs
+    seconds: float
 
 
 class WorldStitchApp:
-    """The handlers behind the UI; holds the injected runner and the per-session cancel events."""
+    """The handlers behind the UI; holds the injected runner, the per-session cancel events and kept scenes."""
 
     def __init__(self, runner: Runner, settings: AppSettings | None = None, *, use_zero_gpu: bool | None = None):
         self.runner = runner
@@ -272,6 +414,8 @@ class WorldStitchApp:
         self.gpu_lock = threading.Lock()
         self._cancel_events: dict[str, threading.Event] = {}
         self._cancel_guard = threading.Lock()
+        self.scenes = SceneStore(self.settings.max_kept_scenes, self.settings.kept_scene_s)
+        """Finished scenes a session may grow further (bounded)."""
         self.settings.output_root.mkdir(parents=True, exist_ok=True, mode=0o700)
         sweep_stale(self.settings.output_root, self.settings.stale_job_s)
         if use_zero_gpu is None:
@@ -284,12 +428,12 @@ class WorldStitchApp:
     def generate(self, *values, request: gr.Request | None = None, progress=gr.Progress()):
         """Generate a scene from the form's values (in :func:`webui.form.form_fields` order).
 
-        Yields (status, viewer, downloads, gallery, timings, seed).
+        Yields (status, viewer, downloads, gallery, timings, seed, scene token).
         """
         # 1. Check every input on the server and build the run configuration
         inputs = check_form(self.fields, values, self.settings.models)
         skip = gr.skip()
-        yield "Reading the photo…", None, None, None, None, inputs.seed
+        yield "Reading the photo…", None, None, None, None, inputs.seed, skip
 
         # 2. Decode with the project's loader (EXIF, 16-bit, alpha, size policy)
         job_request = make_request(inputs, self.settings.limits)
@@ -297,7 +441,41 @@ class WorldStitchApp:
         for warning in depth_warnings:
             gr.Warning(public_message(warning))
 
-        # 3. Run the pipeline in a worker, in a folder of its own
+        # 3. Run the pipeline in a worker, in a folder of its own; 4. show the results and keep the scene
+        for update in self._run(job_request, request, progress):
+            if isinstance(update, _Done):
+                outputs = update.outputs
+                token = self.scenes.put(outputs.result, inputs.config) if outputs.result is not None else skip
+                status, *shown = self._results(outputs, inputs.seed, depth_warnings, update.seconds)
+                yield status, *shown, inputs.seed, token
+            else:
+                yield update, skip, skip, skip, skip, skip, skip
+
+    def grow(self, token, yaw, pitch, request: gr.Request | None = None, progress=gr.Progress()):
+        """Grow this session's scene by one view toward ``yaw``/``pitch`` (degrees) and show the grown scene.
+
+        Yields (status, viewer, downloads, gallery, timings, scene token).
+        """
+        yaw = check_number(yaw, "Turn (yaw)", YAW_RANGE, integer=False)
+        pitch = check_number(pitch, "Look up/down (pitch)", PITCH_RANGE, integer=False)
+        kept = self.scenes.get(token)
+        skip = gr.skip()
+        grow_request = GrowRequest(kept.result, kept.config, yaw, pitch, self.settings.grow_limits)
+        for update in self._run(grow_request, request, progress):
+            if isinstance(update, _Done):
+                outputs = update.outputs
+                self.scenes.put(outputs.result, kept.config, token)
+                status, *shown = self._results(outputs, kept.config.scene.seed, [], update.seconds)
+                status = f"Grew toward yaw {yaw:g}°, pitch {pitch:g}° · " + status
+                yield status, *shown, token
+            else:
+                yield update, skip, skip, skip, skip, skip
+
+    def _run(self, job: JobRequest | GrowRequest, request: gr.Request | None, progress):
+        """Run ``job`` in a folder of its own; yields status lines, then a :class:`_Done` (or the cancel message).
+
+        Raises ``gr.Error`` for every failure (no internals); the job folder is removed in every case.
+        """
         sweep_stale(self.settings.output_root, self.settings.stale_job_s)
         job_dir = self.settings.output_root / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex}"
         cancel = self._register_cancel(request)
@@ -307,9 +485,9 @@ class WorldStitchApp:
         failure: gr.Error | None = None
         try:
             if self.gpu_job is not None:
-                stream = self.gpu_job(job_request, str(job_dir))
+                stream = self.gpu_job(job, str(job_dir))
             else:
-                stream = stream_job(self.runner, job_request, job_dir, cancel, self.gpu_lock)
+                stream = stream_job(self.runner, job, job_dir, cancel, self.gpu_lock)
             outputs = None
             for item in stream:
                 if isinstance(item, JobOutputs):
@@ -317,20 +495,20 @@ class WorldStitchApp:
                     continue
                 if isinstance(item, ProgressEvent):
                     last_event = item
-                    progress(min(max(item.fraction, 0.0), 1.0), desc=public_message(item.message or item.stage))
                 now = time.perf_counter()
                 if now - last_update >= SECONDS_PER_UPDATE:  # also on heartbeats: the clock in the status ticks
                     last_update = now
                     status = _status(last_event, started) if last_event else f"Starting… {now - started:.0f} s"
-                    yield status, skip, skip, skip, skip, skip
+                    # the one progress display (on the status): its bar, with the status line as its text
+                    fraction = min(max(last_event.fraction, 0.0), 1.0) if last_event else 0.0
+                    progress(fraction, desc=status)
+                    yield status
             if outputs is None:  # the stream ended without a result: cancelled
-                yield "Cancelled.", skip, skip, skip, skip, skip
+                yield CANCELLED_MESSAGE
                 return
-
-            # 4. Show the results
-            yield self._results(outputs, inputs, depth_warnings, time.perf_counter() - started)
+            yield _Done(outputs, time.perf_counter() - started)
         except Cancelled:
-            yield "Cancelled. Nothing was saved.", skip, skip, skip, skip, skip
+            yield CANCELLED_MESSAGE
         except Exception as err:  # noqa: BLE001 - every failure becomes a message without internals
             failure = to_user_error(err)
         finally:
@@ -340,36 +518,20 @@ class WorldStitchApp:
             _free_memory()  # outside the except block: the failed job's frames (and tensors) are released by now
             raise failure
 
-    def _results(self, outputs: JobOutputs, inputs: JobInputs, warnings: list[str], seconds: float):
-        downloads = [
-            path
-            for path in (
-                outputs.splat_ply,
-                outputs.dotsplat,
-                outputs.points_ply,
-                outputs.frames_zip,
-                outputs.video,
-            )
-            if path is not None and Path(path).is_file()
-        ]
+    def _results(self, outputs: JobOutputs, seed: int, warnings: list[str], seconds: float):
+        """(status, viewer, downloads, gallery, timings) for a finished job."""
+        downloads = [path for path in outputs.downloads if Path(path).is_file()]
         gallery = [(str(path), caption) for path, caption in outputs.gallery if Path(path).is_file()]
-        viewer = outputs.splat_ply if outputs.splat_ply is not None else outputs.points_ply
+        viewer = outputs.viewer_ply or outputs.splat_ply or outputs.points_ply  # the copy that opens on the photo
         notes = [public_message(w) for w in [*warnings, *outputs.warnings]]
         for note in outputs.warnings:
             gr.Warning(public_message(note))
         points = sum(outputs.points_per_view)
         views = len(outputs.points_per_view)
-        status = f"Done in {seconds:.1f} s · seed {inputs.seed} · {points:,} points from {views} views"
+        status = f"Done in {seconds:.1f} s · seed {seed} · {plural(points, 'point')} from {plural(views, 'view')}"
         if notes:
             status += "\n\n" + "\n".join(f"- {note}" for note in notes)
-        return (
-            status,
-            str(viewer),
-            [str(p) for p in downloads],
-            gallery,
-            _timing_rows(outputs.timings),
-            inputs.seed,
-        )
+        return status, str(viewer), [str(p) for p in downloads], gallery, _timing_rows(outputs.timings)
 
     # cancel ----------------------------------------------------------------------------------------------------
 
@@ -387,13 +549,18 @@ class WorldStitchApp:
             if key and self._cancel_events.get(key) is event:
                 del self._cancel_events[key]
 
-    def cancel(self, request: gr.Request | None = None) -> None:
-        """Stop this browser session's running job at its next view or denoising step."""
+    def cancel(self, request: gr.Request | None = None):
+        """Stop this browser session's running job at its next view or denoising step.
+
+        Returns the status to show: the cancel message when a job was running, else no change.
+        """
         key = getattr(request, "session_hash", None)
         with self._cancel_guard:
             event = self._cancel_events.get(key) if key else None
-        if event is not None:
-            event.set()
+        if event is None:
+            return gr.skip()
+        event.set()
+        return CANCELLED_MESSAGE
 
     # small UI helpers ----------------------------------------------------------------------------------------------
 

@@ -7,18 +7,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.config import ModelConfig
+from pipeline.grow_more import GrowLimits
 from webui.form import FormDefaults, Limits
 
 APP_DIR = Path(__file__).resolve().parents[1]
 EXAMPLES_DIR = APP_DIR / "examples"
+APP_TEMP_ROOT = Path(tempfile.gettempdir()) / "worldstitch-app"
+"""The app's temporary root: ``gradio/`` (Gradio's cache) and ``jobs/`` claim folders, one per process
+(:mod:`pipeline.cleanup`)."""
 
 
 @dataclass
 class AppSettings:
     """How the server is set up: limits, where files go, queue size, cleanup."""
 
-    output_root: Path = field(default_factory=lambda: Path(tempfile.gettempdir()) / "worldstitch-app" / "jobs")
-    """App-owned folder holding one sub-folder per running job (removed when the job's handler ends)."""
+    output_root: Path = field(default_factory=lambda: APP_TEMP_ROOT / "jobs")
+    """App-owned folder holding one sub-folder per running job (removed when the job's handler ends). ``main``
+    sets it to a folder this process claims, so a crash's leftovers are removed at the next start."""
 
     limits: Limits = field(default_factory=Limits)
     """What the server accepts (sizes, lengths, number ranges)."""
@@ -32,14 +37,31 @@ class AppSettings:
     stale_job_s: float = 3 * 3600
     """Job folders older than this (left by a crash) are removed when the app starts and before each job."""
 
-    gpu_duration_s: int = 240
-    """ZeroGPU seconds requested per job (``spaces.GPU(duration=...)``; ~300 s is the per-call ceiling)."""
+    gpu_duration_s: int | None = None
+    """ZeroGPU seconds requested per job (``spaces.GPU(duration=...)``); None = computed for each job from its
+    mode, quality, size and views (:func:`webui.estimate.zero_gpu_seconds`, bounded by ZeroGPU's per-call limit)."""
 
     examples_dir: Path = EXAMPLES_DIR
-    """Folder with ``<name>/image.png`` (+ ``prompt.txt``) examples shown under the form."""
+    """Folder with the examples listed at the top of the page (:data:`webui.layout.EXAMPLES`)."""
+
+    grow_limits: GrowLimits = field(default_factory=GrowLimits)
+    """How large one session's grown scene may become (views, points)."""
+
+    max_kept_scenes: int = 4
+    """Scenes kept in memory for "grow where I look" (one per session, the oldest dropped first): with
+    :attr:`grow_limits` this bounds the memory all sessions together hold (~4 × 160 MB at most)."""
+
+    kept_scene_s: float = 3600
+    """A session's scene is dropped this long after its last use (or when the browser tab closes)."""
 
     form: FormDefaults = field(default_factory=FormDefaults)
     """What the form shows when the page opens."""
 
     models: ModelConfig = field(default_factory=ModelConfig)
     """The model choice the server was started with; recorded in every job's run configuration."""
+
+    profile_reason: str = ""
+    """Why the server runs its profile (:func:`pipeline.space.choose_space_profile`), shown in the banner."""
+
+    readme_url: str | None = None
+    """Link to README.md's profiles section (set on a Space: its page renders the README); None names it."""
