@@ -126,7 +126,7 @@ class ScenePipeline:
 
         # 3. Every further view: render, outpaint, complete, snap, fuse
         for index, camera in enumerate(cameras[1:], start=1):
-            frame, cloud = self._grow_view(index, camera, cloud, prompt, negative_prompt, seed, step, clock, cancel)
+            frame, cloud = self.grow_view(index, camera, cloud, prompt, negative_prompt, seed, step, clock, cancel)
             frames.append(frame)
 
         # 4. A closed 360° ring: spread the closure discrepancy over the ring (pipeline/ring.py)
@@ -153,7 +153,11 @@ class ScenePipeline:
             raise ValueError("the first view needs metric depth: use a metric depth model or give a depth map")
         return estimate.values.to(image)
 
-    def _grow_view(self, index, camera, cloud, prompt, negative_prompt, seed, step, clock, cancel):
+    def grow_view(self, index, camera, cloud, prompt, negative_prompt, seed, step, clock, cancel):
+        """One view of the loop: render the cloud into ``camera``, outpaint, complete depth, snap, lift the new
+        pixels (view ``index``); returns the new :class:`Frame` and the grown cloud (``cloud`` is not modified).
+        ``step(stage, index, within)`` is called before each stage (it raises to cancel); ``clock`` sums stage time.
+        Used by the loop above and by :func:`pipeline.grow_more.grow_more`."""
         cfg = self.config
         step("render", index, 0.0)
         with clock.stage("render"):

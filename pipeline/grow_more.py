@@ -110,7 +110,7 @@ def grow_more(
             raise Cancelled("cancelled")
         report(ProgressEvent(stage, view, index + 1, within, f"growing toward yaw {yaw_deg:g}°: {stage}"))
 
-    frame, cloud = pipe._grow_view(index, camera, result.cloud, prompt, negative_prompt, seed, step, clock, cancel)
+    frame, cloud = pipe.grow_view(index, camera, result.cloud, prompt, negative_prompt, seed, step, clock, cancel)
 
     # 3. A new result: the old frames plus the new one
     timings = {name: result.timings.get(name, 0.0) + clock.timings.get(name, 0.0) for name in STAGES}
