@@ -33,15 +33,18 @@ def _fake_cache(home: Path, repo_id: str, source: Path) -> Path:
 
 def test_offline_profile(no_network):
     from models.depth_align import AlignedCompleter
+    from models.light_completer import LightCompleter
     from models.offline import GeometricPriorDepth, PatchMatchOutpainter
 
     components = build_components("offline")
     assert isinstance(components, Components) and components.profile == "offline"
     assert isinstance(components.outpainter, PatchMatchOutpainter)
     assert isinstance(components.estimator, GeometricPriorDepth)
-    assert isinstance(components.completer, AlignedCompleter)
-    assert components.completer.estimator is components.estimator
-    assert "patchmatch" in components.description and "prior" in components.description
+    # the shipped light completer (with the harmonic residual) is the offline default: the benchmark chose it
+    assert isinstance(components.completer, LightCompleter) and components.completer.options.harmonic
+    assert "patchmatch" in components.description and "light-harmonic" in components.description
+    aligned = build_components("offline", completer="aligned")
+    assert isinstance(aligned.completer, AlignedCompleter) and aligned.completer.estimator is aligned.estimator
 
 
 def test_auto_with_empty_cache_goes_offline_and_says_why(no_network):
