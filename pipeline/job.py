@@ -45,6 +45,9 @@ MAX_FIT_SPLATS = 300_000  # denser clouds are thinned before fitting (radii grow
 VIDEO_FPS = 12
 VIDEO_ORBIT_FRAMES = 48  # a 4 s turn: rendering each frame on CPU costs ~0.1–0.5 s
 VIDEO_MAX_SIDE = 256
+MIN_GROW_OVERLAP = 0.02
+"""Least fraction of a grown view the existing scene must cover: outpainting continues what is there (PatchMatch
+copies from it, diffusion is conditioned on it); with nothing in sight the new view would not join the scene."""
 PANORAMA_MIN_WIDTH = 512
 """Smallest panorama width: 0.7° per pixel, still readable as a preview of the whole scene."""
 VIEWER_PLY = "viewer/splats.ply"
@@ -221,14 +224,25 @@ def grow_job(
     Raises:
         JobError: a bad angle, or the scene would grow past ``limits`` (the message names the limit).
     """
-    from pipeline.grow_more import grow_more
+    from pipeline.grow_more import camera_toward, grow_more
 
     report = progress or (lambda event: None)
     scene = config.scene
+    pipe = _pipeline(components, config)
     try:
+        if result.frames:  # the new view continues what is there: some of the scene must be in sight
+            camera = camera_toward(result.frames[0].camera, yaw_deg, pitch_deg)
+            cloud = result.cloud
+            seen = pipe.renderer.render(cloud.points, cloud.colors, camera, cloud.radii).known_mask
+            if float(seen.float().mean()) < MIN_GROW_OVERLAP:
+                raise JobError(
+                    f"nothing of the scene is in sight toward yaw {yaw_deg:g}°, pitch {pitch_deg:g}°: a new view "
+                    "continues what is there, so turn toward a direction that overlaps the scene (at most about "
+                    "one field of view away from a view it has)"
+                )
         grown = grow_more(
             result,
-            _pipeline(components, config),
+            pipe,
             yaw_deg,
             pitch_deg,
             scene.prompt,

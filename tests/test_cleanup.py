@@ -123,3 +123,19 @@ def test_work_limits_name_the_limit():
     with pytest.raises(WorkLimitError, match="limit is 64 megapixels"):
         check_work(make_cameras("sphere", (1536, 1152)))
     check_work(many, WorkLimits(max_views=20_000, max_megapixels=100))
+
+
+def test_app_start_after_kill_9_leaves_only_its_own_folders(tmp_path, monkeypatch):
+    """What ``python app.py`` does at start (:func:`app.prepare_temp_dirs`): a job killed mid-way leaves nothing
+    after the next start, and the new process claims fresh folders for Gradio's cache and its jobs."""
+    import app
+
+    monkeypatch.setenv("GRADIO_TEMP_DIR", "")  # restored after the test: prepare_temp_dirs sets it
+    paths = kill_mid_job(tmp_path, "app")
+    assert any(p.is_file() for p in Path(paths["jobs"]).rglob("*")), "the kill should leave job files"
+    jobs = app.prepare_temp_dirs(tmp_path / "app")
+    gradio_dir = Path(os.environ["GRADIO_TEMP_DIR"])
+    assert not Path(paths["gradio"]).exists() and not Path(paths["jobs"]).exists()
+    assert gradio_dir.parent == tmp_path / "app" / "gradio" and jobs.parent == tmp_path / "app" / "jobs"
+    left = sorted(p.relative_to(tmp_path / "app") for p in (tmp_path / "app").rglob("*") if p.is_file())
+    assert left == sorted(Path(d.parent.name, d.name, OWNER_FILE) for d in (gradio_dir, jobs)), left

@@ -92,6 +92,35 @@ def test_bad_path_json_names_the_field(tmp_path, capsys):
     assert "views[1].yaw" in _bad(tmp_path, capsys, "--image", str(EXAMPLE), "--mode", str(path))
 
 
+def test_too_many_views_names_the_limit(tmp_path, capsys):
+    """A path file with 20,000 views would run for hours: refused at once, naming the limit."""
+    path = tmp_path / "path.json"
+    path.write_text(json.dumps({"views": [{"yaw": i % 360} for i in range(20_000)]}))
+    message = _bad(tmp_path, capsys, "--image", str(EXAMPLE), "--mode", str(path))
+    assert "at most 200 views; this one has 20000" in message
+
+
+def test_too_much_work_names_the_limit(tmp_path, capsys):
+    path = tmp_path / "path.json"
+    path.write_text(json.dumps({"views": [{"yaw": 3 * i} for i in range(120)]}))
+    code = main(["--image", str(EXAMPLE), "--mode", str(path), "--size", "1024x768", "--out", str(tmp_path / "o")])
+    assert code == 2 and not (tmp_path / "o").exists()
+    assert "limit is 64 megapixels" in capsys.readouterr().err
+
+
+def test_a_killed_runs_staging_folder_is_removed_at_the_next_run(tmp_path, capsys):
+    out = tmp_path / "scene"
+    leftover = tmp_path / ".scene.partial-abc123"  # what `kill -9` during the splat stage leaves
+    (leftover / "images").mkdir(parents=True)
+    (leftover / "images" / "frame_000.png").write_bytes(b"\x89PNG partial")
+    neighbour = tmp_path / ".other.partial-xyz"  # another output's: not this run's to remove
+    neighbour.mkdir()
+    args = ["--image", str(EXAMPLE), "--mode", "single", "--out", str(out), "--no-video", *SMALL]
+    assert main(args) == 0
+    assert not leftover.exists() and neighbour.is_dir()
+    assert ".scene.partial-abc123" in capsys.readouterr().err
+
+
 def test_unknown_mode_names_the_choices(tmp_path, capsys):
     message = _bad(tmp_path, capsys, "--image", str(EXAMPLE), "--mode", "orbit")
     assert "orbit" in message and "360" in message
