@@ -39,6 +39,7 @@ from torch import Tensor, nn
 from core.cameras import Camera
 from core.files import atomic_path
 from models.depth_align import harmonic_fill
+from models.weights_io import WeightsError, read_weights_metadata
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "light_completer.safetensors"
 """The weights the project trained and ships (see ``models/weights/README.md``)."""
@@ -402,7 +403,7 @@ def _check_inputs(image: Tensor, known_depth: Tensor, known_mask: Tensor, camera
 # --- weights -----------------------------------------------------------------------------------------------------
 
 
-class LightWeightsError(ValueError):
+class LightWeightsError(WeightsError):
     """A light-completer weights file is missing, unreadable or not ours."""
 
 
@@ -421,27 +422,9 @@ def save_light_weights(net: LightCompleterNet, path: str | Path, extra: dict[str
 
 def read_light_metadata(path: str | Path) -> dict[str, str]:
     """The metadata of a light-completer weights file (raises :class:`LightWeightsError` when not one)."""
-    from safetensors import SafetensorError, safe_open
-
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise LightWeightsError(
-            f"light completer weights {str(path)!r} not found: the project ships them as "
-            f"models/weights/light_completer.safetensors; retrain with `python -m training.train_completer`"
-        )
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            metadata = handle.metadata() or {}
-    except (SafetensorError, OSError, ValueError) as err:
-        raise LightWeightsError(
-            f"light completer weights {path.name!r} are not a readable safetensors file: {err}"
-        ) from err
-    if metadata.get("format") != WEIGHTS_FORMAT:
-        raise LightWeightsError(
-            f"{path.name!r} is a safetensors file but not light-completer weights (metadata format "
-            f"{metadata.get('format')!r}, expected {WEIGHTS_FORMAT!r})"
-        )
-    return metadata
+    return read_weights_metadata(
+        path, WEIGHTS_FORMAT, "light completer weights", "`python -m training.train_completer`", LightWeightsError
+    )
 
 
 def load_light_net(path: str | Path = DEFAULT_WEIGHTS, device: str | torch.device = "cpu") -> LightCompleterNet:

@@ -34,6 +34,7 @@ from torch import Tensor, nn
 
 from core.checks import check_tensor
 from core.files import atomic_path
+from models.weights_io import WeightsError, read_weights_metadata
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "occlusion.safetensors"
 """The weights the project trained and ships (see ``models/weights/OCCLUSION.md``)."""
@@ -240,7 +241,7 @@ class LearnedOcclusion:
 # --- weights -----------------------------------------------------------------------------------------------------
 
 
-class OcclusionWeightsError(ValueError):
+class OcclusionWeightsError(WeightsError):
     """An occlusion weights file is missing, unreadable or not ours."""
 
 
@@ -259,27 +260,9 @@ def save_occlusion_weights(net: OcclusionNet, path: str | Path, extra: dict[str,
 
 def read_occlusion_metadata(path: str | Path) -> dict[str, str]:
     """The metadata of an occlusion weights file (raises :class:`OcclusionWeightsError` when not one)."""
-    from safetensors import SafetensorError, safe_open  # noqa: PLC0415
-
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise OcclusionWeightsError(
-            f"occlusion weights {path.name!r} not found: the project ships them as "
-            "models/weights/occlusion.safetensors; retrain with `python -m training.train_occlusion`"
-        )
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            metadata = handle.metadata() or {}
-    except (SafetensorError, OSError, ValueError) as err:
-        raise OcclusionWeightsError(
-            f"occlusion weights {path.name!r} are not a readable safetensors file: {err}"
-        ) from None
-    if metadata.get("format") != WEIGHTS_FORMAT:
-        raise OcclusionWeightsError(
-            f"{path.name!r} is not occlusion weights (metadata format {metadata.get('format')!r}, "
-            f"expected {WEIGHTS_FORMAT!r})"
-        )
-    return metadata
+    return read_weights_metadata(
+        path, WEIGHTS_FORMAT, "occlusion weights", "`python -m training.train_occlusion`", OcclusionWeightsError
+    )
 
 
 def load_occlusion_net(path: str | Path = DEFAULT_WEIGHTS, device: str | torch.device = "cpu") -> OcclusionNet:
