@@ -423,7 +423,7 @@ def save_light_weights(net: LightCompleterNet, path: str | Path, extra: dict[str
 def read_light_metadata(path: str | Path) -> dict[str, str]:
     """The metadata of a light-completer weights file (raises :class:`LightWeightsError` when not one)."""
     return read_weights_metadata(
-        path, WEIGHTS_FORMAT, "light completer weights", "`python -m training.train_completer`", LightWeightsError
+        path, WEIGHTS_FORMAT, "light-completer weights", "`python -m training.train_completer`", LightWeightsError
     )
 
 
