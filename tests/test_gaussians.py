@@ -19,13 +19,7 @@ from renderers.gaussians import (
 EXACT = RasterSettings(max_per_pixel=10_000)  # every overlapping Gaussian composited: equals the reference
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small tensors: one thread avoids OpenMP barrier stalls on a busy 2-core runner."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _scene(n: int = 30, sh_degree: int | None = 1, seed: int = 0, dtype=torch.float64):

@@ -32,13 +32,7 @@ HARD_CASES = 14  # scenes with at least this many Gaussians get the special ones
 NAMES = ("means", "quats", "scales", "opacities", "colors")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small tensors: one torch thread avoids OpenMP barrier stalls on a busy 2-core runner."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _camera(height=20, width=28, eye=(0.1, 0.05, -0.2), target=(0.3, -0.2, 3.0), dtype=torch.float64) -> Camera:

@@ -22,14 +22,7 @@ from pipeline.splat_io import (
 from pipeline.splats import SH_C0, Splats
 from pipeline.video import interpolate_cameras, orbit_cameras, render_flythrough
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small tensors: one thread avoids OpenMP barrier stalls on a busy 2-core runner."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _splats(n: int = 50, sh_rest: int = 0, seed: int = 0) -> Splats:

@@ -38,13 +38,7 @@ from renderers.points import TorchPointRenderer
 H, W = 48, 64  # tiny frames: every test here runs in seconds on 2 cores
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small tensors: one thread avoids OpenMP barrier stalls on a busy 2-core runner."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
