@@ -92,3 +92,20 @@ def check_choice(value: object, name: str, allowed: tuple[str, ...]) -> str:
     if not isinstance(value, str) or value not in allowed:
         raise ValueError(f"{name} must be one of {', '.join(repr(a) for a in allowed)}, got {value!r}")
     return value
+
+
+def check_completion_inputs(
+    image: object,  # [H, W, 3] float
+    known_depth: object,  # [H, W] float
+    known_mask: object,  # [H, W] bool
+) -> tuple[int, int]:
+    """The arguments every ``DepthCompleter.complete`` takes, checked together; returns ``(height, width)``.
+
+    Example:
+        >>> check_completion_inputs(torch.zeros(2, 3, 3), torch.zeros(2, 3), torch.zeros(2, 3, dtype=torch.bool))
+        (2, 3)
+    """
+    sizes = check_tensor(image, "H W 3", "image", "float")
+    check_tensor(known_depth, "H W", "known_depth", "float", sizes)
+    check_tensor(known_mask, "H W", "known_mask", "bool", sizes)
+    return sizes["H"], sizes["W"]

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from core.cameras import Camera
+from core.checks import check_completion_inputs
 from core.components import DepthEstimate
 from models.hub import default_dtype, load_failed, pick_device, resolve_model
 
@@ -188,13 +189,7 @@ class LearnedCompleter:
         known_mask: Tensor,  # [H, W] bool
         camera: Camera,
     ) -> Tensor:  # [H, W] z-depth everywhere, equal to known_depth on known_mask
-        if image.ndim != 3 or image.shape[-1] != 3:
-            raise ValueError(f"image must be [H, W, 3], got {tuple(image.shape)}")
-        if known_depth.shape != image.shape[:2] or known_mask.shape != image.shape[:2]:
-            raise ValueError(
-                f"known_depth {tuple(known_depth.shape)} and known_mask {tuple(known_mask.shape)} must match the "
-                f"image's [H, W] = {tuple(image.shape[:2])}"
-            )
+        check_completion_inputs(image, known_depth, known_mask)
         valid = known_mask & (known_depth > 0)
         scaling = view_scaling(known_depth, valid, self.options)
         sparse = torch.where(valid, known_depth, torch.zeros_like(known_depth)).float().cpu()

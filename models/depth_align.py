@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 
 from core.cameras import Camera
+from core.checks import check_completion_inputs
 from core.components import DepthEstimate, DepthEstimator
 from core.masks import dilate
 
@@ -490,9 +491,6 @@ class AlignedCompleter:
         known_mask: Tensor,  # [H, W] bool
         camera: Camera,
     ) -> Tensor:  # [H, W] z-depth > 0, equal to known_depth on known_mask
-        if image.ndim != 3 or image.shape[-1] != 3 or tuple(image.shape[:2]) != tuple(known_depth.shape):
-            raise ValueError(
-                f"image must be [H, W, 3] matching known_depth {tuple(known_depth.shape)}, got {tuple(image.shape)}"
-            )
+        check_completion_inputs(image, known_depth, known_mask)
         estimate = self.estimator.estimate(image, camera)
         return align_depth(estimate, known_depth, known_mask)

@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from core.cameras import Camera
+from core.checks import check_completion_inputs
 from core.files import atomic_path
 from models.depth_align import harmonic_fill
 from models.weights_io import WeightsError, read_weights_metadata
@@ -388,13 +389,7 @@ the network's working resolution, which keeps a 512 x 384 view within the comple
 
 
 def _check_inputs(image: Tensor, known_depth: Tensor, known_mask: Tensor, camera: Camera) -> None:
-    if not isinstance(image, Tensor) or image.ndim != 3 or image.shape[-1] != 3:
-        raise ValueError(f"image must be a [H, W, 3] tensor, got {getattr(image, 'shape', type(image).__name__)}")
-    shape = tuple(image.shape[:2])
-    if not isinstance(known_depth, Tensor) or tuple(known_depth.shape) != shape or not known_depth.is_floating_point():
-        raise ValueError(f"known_depth must be a float [H, W] tensor matching the image's {shape}")
-    if not isinstance(known_mask, Tensor) or known_mask.dtype != torch.bool or tuple(known_mask.shape) != shape:
-        raise ValueError(f"known_mask must be a bool [H, W] tensor matching the image's {shape}")
+    shape = check_completion_inputs(image, known_depth, known_mask)
     if not isinstance(camera, Camera) or (camera.height, camera.width) != shape:
         got = (camera.height, camera.width) if isinstance(camera, Camera) else type(camera).__name__
         raise ValueError(f"camera must be a Camera of the image's size {shape}, got {got}")
