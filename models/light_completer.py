@@ -28,8 +28,7 @@ Conventions are the project's: z-depth ``[H, W]`` in scene units, 0 = unknown, b
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -38,9 +37,8 @@ from torch import Tensor, nn
 
 from core.cameras import Camera
 from core.checks import check_completion_inputs
-from core.files import atomic_path
 from models.depth_align import harmonic_fill
-from models.weights_io import WeightsError, read_weights_metadata
+from models.weights_io import WeightsError, load_weights, read_weights_metadata, save_weights
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "light_completer.safetensors"
 """The weights the project trained and ships (see ``models/weights/README.md``)."""
@@ -404,15 +402,7 @@ class LightWeightsError(WeightsError):
 
 def save_light_weights(net: LightCompleterNet, path: str | Path, extra: dict[str, str] | None = None) -> Path:
     """Write the network to a safetensors file atomically (config and ``extra`` in its metadata)."""
-    from safetensors.torch import save_file
-
-    metadata = {"format": WEIGHTS_FORMAT, "config": json.dumps(asdict(net.config))}
-    metadata.update({str(k): str(v) for k, v in (extra or {}).items()})
-    tensors = {name: value.detach().float().cpu().contiguous() for name, value in net.state_dict().items()}
-    path = Path(path)
-    with atomic_path(path, suffix=".safetensors") as temp:
-        save_file(tensors, str(temp), metadata=metadata)
-    return path
+    return save_weights(net, path, WEIGHTS_FORMAT, extra)
 
 
 def read_light_metadata(path: str | Path) -> dict[str, str]:
@@ -428,24 +418,9 @@ def load_light_net(path: str | Path = DEFAULT_WEIGHTS, device: str | torch.devic
     Raises:
         LightWeightsError: missing, corrupt, foreign or mismatched file.
     """
-    from safetensors.torch import load_file
-
     metadata = read_light_metadata(path)
-    try:
-        raw = json.loads(metadata["config"])
-        raw.setdefault("harmonic_input", False)  # written before the option existed
-        config = LightNetConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
-    except (KeyError, TypeError, ValueError) as err:
-        raise LightWeightsError(f"{Path(path).name!r}: bad network config in the metadata: {err}") from err
-    net = LightCompleterNet(config)
-    try:
-        state = load_file(str(Path(path).expanduser()))
-        net.load_state_dict(state)
-    except (RuntimeError, OSError, ValueError) as err:
-        raise LightWeightsError(f"{Path(path).name!r}: weights do not fit the stored network config: {err}") from err
-    for value in net.state_dict().values():
-        if not bool(torch.isfinite(value).all()):
-            raise LightWeightsError(f"{Path(path).name!r}: weights contain NaN or infinite values")
+    defaults = {"harmonic_input": False}  # files written before the option existed
+    net = load_weights(path, metadata, LightCompleterNet, LightNetConfig, LightWeightsError, defaults)
     return net.to(device).eval()
 
 

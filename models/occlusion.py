@@ -24,8 +24,7 @@ Conventions are the project's: z-depth ``[H, W]`` in scene units, 0 = unknown / 
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -33,8 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from core.checks import check_tensor
-from core.files import atomic_path
-from models.weights_io import WeightsError, read_weights_metadata
+from models.weights_io import WeightsError, load_weights, read_weights_metadata, save_weights
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "occlusion.safetensors"
 """The weights the project trained and ships (see ``models/weights/OCCLUSION.md``)."""
@@ -247,15 +245,7 @@ class OcclusionWeightsError(WeightsError):
 
 def save_occlusion_weights(net: OcclusionNet, path: str | Path, extra: dict[str, str] | None = None) -> Path:
     """Write the network to a safetensors file atomically (config and ``extra`` in its metadata)."""
-    from safetensors.torch import save_file  # noqa: PLC0415
-
-    metadata = {"format": WEIGHTS_FORMAT, "config": json.dumps(asdict(net.config))}
-    metadata.update({str(k): str(v) for k, v in (extra or {}).items()})
-    tensors = {name: value.detach().float().cpu().contiguous() for name, value in net.state_dict().items()}
-    path = Path(path)
-    with atomic_path(path, suffix=".safetensors") as temp:
-        save_file(tensors, str(temp), metadata=metadata)
-    return path
+    return save_weights(net, path, WEIGHTS_FORMAT, extra)
 
 
 def read_occlusion_metadata(path: str | Path) -> dict[str, str]:
@@ -271,22 +261,8 @@ def load_occlusion_net(path: str | Path = DEFAULT_WEIGHTS, device: str | torch.d
     Raises:
         OcclusionWeightsError: missing, corrupt, foreign or mismatched file.
     """
-    from safetensors.torch import load_file  # noqa: PLC0415
-
     metadata = read_occlusion_metadata(path)
-    try:
-        raw = json.loads(metadata["config"])
-        config = OcclusionNetConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
-    except (KeyError, TypeError, ValueError) as err:
-        raise OcclusionWeightsError(f"{Path(path).name!r}: bad network config in the metadata: {err}") from None
-    net = OcclusionNet(config)
-    try:
-        net.load_state_dict(load_file(str(path), device="cpu"))
-    except (RuntimeError, KeyError) as err:
-        raise OcclusionWeightsError(f"{Path(path).name!r}: weights do not match the network: {err}") from None
-    for name, value in net.state_dict().items():
-        if not bool(torch.isfinite(value).all()):
-            raise OcclusionWeightsError(f"{Path(path).name!r}: parameter {name} has non-finite values")
+    net = load_weights(path, metadata, OcclusionNet, OcclusionNetConfig, OcclusionWeightsError)
     return net.to(device).eval()
 
 
