@@ -86,25 +86,31 @@ def _tiny_vae():
     )
 
 
-def build_tiny_inpaint_pipeline(scratch: Path):
-    """A random StableDiffusionInpaintPipeline (9-channel UNet, 2-block VAE, 32-wide CLIP). Runs 64² in ~1 s."""
+def _tiny_inpaint_unet(**extra):
+    """A random 9-channel inpainting UNet (noisy latents 4 + mask 1 + masked-image latents 4), two blocks."""
     import torch
-    from diffusers import DDIMScheduler, StableDiffusionInpaintPipeline, UNet2DConditionModel
+    from diffusers import UNet2DConditionModel
 
-    tokenizer = _tiny_tokenizer(scratch)
     torch.manual_seed(TINY_SEED)
-    unet = UNet2DConditionModel(
+    return UNet2DConditionModel(
         block_out_channels=(TINY_HIDDEN, TINY_HIDDEN * 2),
         layers_per_block=1,
         sample_size=32,
-        in_channels=9,  # noisy latents 4 + mask 1 + masked-image latents 4
+        in_channels=9,
         out_channels=4,
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
         up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=TINY_HIDDEN,
-        attention_head_dim=8,
         norm_num_groups=8,
+        **extra,
     )
+
+
+def build_tiny_inpaint_pipeline(scratch: Path):
+    """A random StableDiffusionInpaintPipeline (9-channel UNet, 2-block VAE, 32-wide CLIP). Runs 64² in ~1 s."""
+    from diffusers import DDIMScheduler, StableDiffusionInpaintPipeline
+
+    tokenizer = _tiny_tokenizer(scratch)
+    unet = _tiny_inpaint_unet(cross_attention_dim=TINY_HIDDEN, attention_head_dim=8)
     return StableDiffusionInpaintPipeline(
         vae=_tiny_vae(),
         text_encoder=_tiny_text_encoder(len(tokenizer)),
@@ -121,19 +127,10 @@ def build_tiny_inpaint_pipeline(scratch: Path):
 
 def build_tiny_sdxl_inpaint_pipeline(scratch: Path):
     """A random StableDiffusionXLInpaintPipeline (two text encoders, text-time embeddings)."""
-    import torch
-    from diffusers import EulerDiscreteScheduler, StableDiffusionXLInpaintPipeline, UNet2DConditionModel
+    from diffusers import EulerDiscreteScheduler, StableDiffusionXLInpaintPipeline
 
     tokenizer = _tiny_tokenizer(scratch)
-    torch.manual_seed(TINY_SEED)
-    unet = UNet2DConditionModel(
-        block_out_channels=(TINY_HIDDEN, TINY_HIDDEN * 2),
-        layers_per_block=1,
-        sample_size=32,
-        in_channels=9,
-        out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+    unet = _tiny_inpaint_unet(
         attention_head_dim=(2, 4),
         use_linear_projection=True,
         addition_embed_type="text_time",
@@ -141,7 +138,6 @@ def build_tiny_sdxl_inpaint_pipeline(scratch: Path):
         transformer_layers_per_block=(1, 1),
         projection_class_embeddings_input_dim=5 * 8 + TINY_HIDDEN,  # 5 time ids (aesthetic score) + pooled text
         cross_attention_dim=TINY_HIDDEN * 2,  # both encoders' hidden states concatenated
-        norm_num_groups=8,
     )
     return StableDiffusionXLInpaintPipeline(
         vae=_tiny_vae(),
