@@ -224,3 +224,26 @@ def test_file_depth_without_overlap_matches_medians_and_survives_bad_fallback_pi
     fallback[-1, -1] = float("nan")
     result = FileDepth(user, ConstantDepth(fallback)).estimate(torch.zeros(HEIGHT, WIDTH, 3), level_camera())
     torch.testing.assert_close(result.values, torch.full((HEIGHT, WIDTH), 4.0))
+
+
+def test_patchmatch_solved_at_reduced_resolution_keeps_known_pixels_and_palette():
+    painter = PatchMatchOutpainter(solve_max_side=WIDTH // 2)
+    if painter.backend != "patchmatch":
+        pytest.skip("pypatchmatch's native library is not available here")
+    image = stripes()
+    image[right_half()] = 0.0
+    result = painter.outpaint(image, right_half(), seed=0)  # [H, W, 3]
+    assert torch.equal(result[~right_half()], image[~right_half()])
+    filled = result[:, WIDTH // 2 :]  # [H, W/2, 3]
+    direction = PALETTE[1] - PALETTE[0]
+    t = ((filled - PALETTE[0]) @ direction / direction.dot(direction)).clamp(0, 1)
+    off_segment = (filled - (PALETTE[0] + t[..., None] * direction)).norm(dim=-1)
+    # Upsampling blends along the segment; PatchMatch's votes at the small image's border may stray a little.
+    assert float(off_segment.quantile(0.95)) < 0.05
+    assert 0.3 < float((t > 0.5).float().mean()) < 0.7
+    assert torch.equal(result, painter.outpaint(image, right_half(), seed=0))
+
+
+def test_patchmatch_rejects_a_bad_solve_size():
+    with pytest.raises(ValueError, match="solve_max_side"):
+        PatchMatchOutpainter(solve_max_side=4)
