@@ -235,12 +235,10 @@ def test_patchmatch_solved_at_reduced_resolution_keeps_known_pixels_and_palette(
     result = painter.outpaint(image, right_half(), seed=0)  # [H, W, 3]
     assert torch.equal(result[~right_half()], image[~right_half()])
     filled = result[:, WIDTH // 2 :]  # [H, W/2, 3]
-    direction = PALETTE[1] - PALETTE[0]
-    t = ((filled - PALETTE[0]) @ direction / direction.dot(direction)).clamp(0, 1)
-    off_segment = (filled - (PALETTE[0] + t[..., None] * direction)).norm(dim=-1)
-    # Upsampling blends along the segment; PatchMatch's votes at the small image's border may stray a little.
-    assert float(off_segment.quantile(0.95)) < 0.05
-    assert 0.3 < float((t > 0.5).float().mean()) < 0.7
+    # Stripes continue: vertical, and each filled column is nearer one palette colour, both colours used.
+    assert float(filled.std(dim=0).mean()) < 0.02
+    nearer_second = (filled - PALETTE[1]).norm(dim=-1) < (filled - PALETTE[0]).norm(dim=-1)  # [H, W/2]
+    assert 0.3 < float(nearer_second.float().mean()) < 0.7
     assert torch.equal(result, painter.outpaint(image, right_half(), seed=0))
 
 
