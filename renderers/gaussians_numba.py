@@ -92,6 +92,7 @@ PARALLEL_CHUNK_GAUSSIANS = 4096
 """Gaussians per work item in the projection kernels: uniform, cheap work, so large items (little scheduling) that
 still leave a few dozen items at 100k Gaussians for dynamic balancing."""
 PACKED_COLUMNS = 10
+RGB_COLUMNS = slice(6, 9)  # where r, g, b sit in a packed row (u, v, conic a b c, opacity, r g b, z)
 """Per-Gaussian values of the 2D stage, one float32 row each: u, v, conic a, b, c, opacity, r, g, b, z."""
 
 # float32 constants, so that numba keeps the kernels' arithmetic in float32 (Python floats would promote to float64)
@@ -807,6 +808,36 @@ class _Rasterize2D(torch.autograd.Function):
         return torch.from_numpy(grad), None
 
 
+class ColorOperator:
+    """One view's image as a linear map of the splats' RGB for fixed geometry: ``rgb = W c`` and ``Wᵀ r``.
+
+    Projection and binning happen once (in :meth:`NumbaGaussianRasterizer.color_operator`); each :meth:`apply` only
+    rewrites the colour columns of the sorted table and composites, each :meth:`adjoint` runs the backward kernel and
+    keeps the colour gradients. The compositing weights do not depend on the colours, so the per-pixel termination
+    state of the first composite serves every adjoint. No background is blended in (it is not linear in c).
+    """
+
+    def __init__(self, bins: _TileBins, colors: np.ndarray):  # [N, 3] float32, the colours to start from
+        self._bins = bins
+        self._count = colors.shape[0]
+        out, self._final_t, self._last = self._composite(colors)
+        self.alpha = torch.from_numpy(out[..., 4].copy())  # [H, W] accumulated opacity
+
+    def _composite(self, colors: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # [N, 3] -> [H, W, 5], ..
+        self._bins.table[:, RGB_COLUMNS] = colors[self._bins.order]
+        return self._bins.forward()
+
+    def apply(self, colors: Tensor) -> Tensor:  # [N, 3] -> [H, W, 3], without background
+        out = self._composite(colors.detach().to(torch.float32).contiguous().numpy())[0]
+        return torch.from_numpy(np.ascontiguousarray(out[..., :3]))
+
+    def adjoint(self, residual: Tensor) -> Tensor:  # [H, W, 3] -> [N, 3]
+        grad_out = np.zeros((self._bins.height, self._bins.width, 5), np.float32)  # [H, W, 5]
+        grad_out[..., :3] = residual.detach().to(torch.float32).numpy()
+        grad = self._bins.backward(grad_out, self._final_t, self._last)  # [N, 10]
+        return torch.from_numpy(np.ascontiguousarray(grad[:, RGB_COLUMNS]))
+
+
 # --- the backend --------------------------------------------------------------------------------------------------
 
 
@@ -872,3 +903,23 @@ class NumbaGaussianRasterizer:
             rgb = rgb + (1 - alpha)[..., None] * background.to(rgb)
         radii = torch.from_numpy(bins.radii).long()  # [N]
         return GaussianRender(rgb, alpha, depth_accum, means2d, radii, None)
+
+    def color_operator(
+        self,
+        means: Tensor,  # [N, 3]
+        quats: Tensor,  # [N, 4]
+        scales: Tensor,  # [N, 3]
+        opacities: Tensor,  # [N]
+        colors: Tensor,  # [N, 3] RGB to start from
+        camera: Camera,
+    ) -> ColorOperator:
+        """The view's image as a linear map of RGB with this geometry (projected and binned once; no gradients)."""
+        _check_inputs(means, quats, scales, opacities, colors)
+        s = self.settings
+        with torch.no_grad():
+            view, intr = _camera_arrays(camera)
+            geometry, valid = _Project.apply(means, quats, scales, view, intr, float(s.eps2d), float(s.near))
+            packed = torch.cat([geometry[:, :5], opacities[:, None], colors, geometry[:, 5:6]], dim=-1)  # [N, 10]
+            packed = packed.to(torch.float32).contiguous().numpy()
+        bins = _TileBins(packed, valid.numpy(), camera.height, camera.width)
+        return ColorOperator(bins, packed[:, RGB_COLUMNS].copy())

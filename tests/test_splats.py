@@ -33,6 +33,7 @@ from pipeline.splats.colors import solve_colors
 from pipeline.splats.model import merge_to_resolution
 from pipeline.splats.views import frame_target
 from renderers.gaussians import GaussianRender, TorchGaussianRasterizer
+from renderers.gaussians_numba import NumbaGaussianRasterizer
 from renderers.points import TorchPointRenderer
 
 H, W = 48, 64  # tiny frames: every test here runs in seconds on 2 cores
@@ -272,3 +273,21 @@ def test_merge_to_fit_resolution_keeps_one_splat_per_fit_pixel(stage):
     only_first = merge_to_resolution(cloud, {0: half[0]})  # views without a camera keep all their points
     assert (only_first.source_view > 0).sum() == (cloud.source_view > 0).sum()
     assert (only_first.source_view == 0).sum() == (merged.source_view == 0).sum()
+
+
+class _WithoutColorOperator:
+    """A rasteriser seen through its ``render`` only, so that solve_colors takes the generic autograd path."""
+
+    def __init__(self, rasterizer):
+        self.render = rasterizer.render
+
+
+def test_colour_solve_with_binned_operators_matches_the_autograd_path(stage_medium):
+    frames, cloud = stage_medium
+    splats = init_from_cloud(cloud)
+    targets = [frame_target(f, i, "all", 0, None) for i, f in enumerate(frames)]
+    rasterizer = NumbaGaussianRasterizer()
+    background = torch.tensor([0.2, 0.3, 0.4])
+    fast = solve_colors(splats, targets, rasterizer, 5, background)
+    generic = solve_colors(splats, targets, _WithoutColorOperator(rasterizer), 5, background)
+    torch.testing.assert_close(fast.sh0, generic.sh0, atol=2e-3, rtol=0)

@@ -46,6 +46,11 @@ def solve_colors(
         scales, opacities = torch.exp(splats.scales.detach()), torch.sigmoid(splats.opacities.detach())
         colors = splats.rgb.detach().clone()  # [N, 3]
     weights = [(t.mask.to(colors.dtype) * t.weight**0.5)[..., None] for t in targets]  # each [H, W, 1]
+    if hasattr(rasterizer, "color_operator"):
+        colors = _cgls_with_operators(means, quats, scales, opacities, colors, targets, weights, rasterizer, iterations,
+                                      background)  # fmt: skip
+        sh0 = ((colors.clamp(0, 1) - 0.5) / SH_C0)[:, None, :].to(splats.sh0)
+        return Splats(splats.means, splats.scales, splats.quats, splats.opacities, sh0, splats.shN)
 
     def forward(values: Tensor, with_background: bool) -> list[tuple[Tensor, Tensor]]:  # (leaf, weighted image)
         out = []
@@ -85,3 +90,48 @@ def solve_colors(
         gamma = gamma_next
     sh0 = ((colors.clamp(0, 1) - 0.5) / SH_C0)[:, None, :].to(splats.sh0)
     return Splats(splats.means, splats.scales, splats.quats, splats.opacities, sh0, splats.shN)
+
+
+def _cgls_with_operators(
+    means: Tensor,  # [N, 3]
+    quats: Tensor,  # [N, 4]
+    scales: Tensor,  # [N, 3]
+    opacities: Tensor,  # [N]
+    colors: Tensor,  # [N, 3] starting colours
+    targets: list[Target],
+    weights: list[Tensor],  # each [H, W, 1]
+    rasterizer,
+    iterations: int,
+    background: Tensor,  # [3]
+) -> Tensor:  # [N, 3] solved colours, unclamped
+    """The same CGLS as :func:`solve_colors`, on a rasteriser that bins each view once (``color_operator``) instead
+    of projecting and binning it again for every forward and adjoint render."""
+    operators = [rasterizer.color_operator(means, quats, scales, opacities, colors, t.camera) for t in targets]
+    residuals = [
+        (t.rgb.to(colors) - op.apply(colors).to(colors) - (1 - op.alpha.to(colors))[..., None] * background.to(colors))
+        * w
+        * w
+        for t, op, w in zip(targets, operators, weights)
+    ]  # each [H, W, 3]: weighted once for the residual, once for the adjoint of the weighted image
+
+    def adjoint(weighted: list[Tensor]) -> Tensor:  # Σ Wᵀ (w · r), [N, 3]
+        return sum(op.adjoint(r).to(colors) for op, r in zip(operators, weighted))
+
+    gradient = adjoint(residuals)
+    direction = gradient.clone()
+    gamma = float((gradient * gradient).sum())
+    for _ in range(iterations):
+        if gamma <= 0:
+            break
+        images = [op.apply(direction).to(colors) * w for op, w in zip(operators, weights)]  # each [H, W, 3]
+        curvature = sum(float((q * q).sum()) for q in images)
+        if curvature <= 0:
+            break
+        step = gamma / curvature
+        colors = colors + step * direction
+        residuals = [r - step * q * w for r, q, w in zip(residuals, images, weights)]
+        gradient = adjoint(residuals)
+        gamma_next = float((gradient * gradient).sum())
+        direction = gradient + (gamma_next / gamma) * direction
+        gamma = gamma_next
+    return colors
