@@ -58,6 +58,14 @@ def main(argv: list[str] | None = None) -> int:
         depth = load_depth_file(args.depth, None) if args.depth else None
     except ImageError as err:
         return _fail(str(err))
+    objects = []
+    if args.objects is not None:
+        from pipeline.objects import load_objects_json
+
+        try:
+            objects = load_objects_json(args.objects)
+        except ValueError as err:  # names the file and the bad field
+            return _fail(str(err))
     if depth is not None:
         for warning in depth.warnings:
             print(f"warning: {warning}", file=sys.stderr)
@@ -70,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.perf_counter()
     try:
-        outputs = run_job(JobRequest(image, config, depth), components, args.out, progress=TerminalProgress())
+        request = JobRequest(image, config, depth, objects)
+        outputs = run_job(request, components, args.out, progress=TerminalProgress())
     except (JobError, ValueError) as err:
         return _fail(str(err))
     total = time.perf_counter() - started

@@ -44,6 +44,10 @@ class CliArgs(RunChoices):
     depth: Path | None = None
     """Depth map for the photo: 16-bit PNG in millimetres, or .npy/.npz in metres."""
 
+    objects: Path | None = None
+    """Virtual objects to insert (JSON: boxes, spheres, cylinders or GLB/OBJ meshes placed in the scene's frame;
+    see pipeline/objects.py): drawn into the frames, added to the splats and the video."""
+
     fit: bool = True
     """Fit the splats to the views (--no-fit exports splats initialised from the cloud, unfitted)."""
 

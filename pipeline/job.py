@@ -80,6 +80,11 @@ class JobRequest:
     depth: object | None = None
     """``core.images.DepthFile`` for the photo (any size; resized with the photo), or None."""
 
+    objects: list = field(default_factory=list)
+    """:class:`pipeline.objects.ObjectSpec` to insert into the finished scene (``--objects objects.json``): drawn
+    into the downloaded frames (hidden where the scene is nearer), added to the splats as surface splats, so the
+    viewer, the splat downloads and the video show them. Empty = none."""
+
 
 @dataclass
 class JobOutputs:
@@ -188,7 +193,7 @@ def run_job(
     )
 
     # 3. Splats, encoded files, video — all staged, then moved into place
-    return write_scene(result, config, out_dir, report, cancel, warnings)
+    return write_scene(result, config, out_dir, report, cancel, warnings, request.objects)
 
 
 def grow_job(
@@ -264,6 +269,7 @@ def write_scene(
     progress: Callable[[ProgressEvent], None] | None = None,
     cancel: threading.Event | None = None,
     warnings: list[str] | tuple[str, ...] = (),
+    objects: list | tuple = (),
 ) -> JobOutputs:
     """Fit splats to a grown scene and write every output into ``out_dir`` (staged, then moved in).
 
@@ -274,12 +280,14 @@ def write_scene(
         progress: receives :class:`ProgressEvent` for the splat, export and video stages.
         cancel: stops the job with ``Cancelled``; nothing is moved into ``out_dir``.
         warnings: notes for the user collected before (e.g. about the depth map).
+        objects: :class:`pipeline.objects.ObjectSpec` to insert (see :attr:`JobRequest.objects`).
 
     Returns:
-        Where every file went.
+        Where every file went (``result`` is the scene without the objects: growing continues from it).
 
     Raises:
-        JobError: NaN or black views, or a scene with nothing to mesh; nothing is written.
+        JobError: NaN or black views, a scene with nothing to mesh, or an object that cannot be built (a mesh
+            file that cannot be read); nothing is written.
     """
     out_dir = Path(out_dir)
     report = progress or (lambda event: None)
@@ -288,7 +296,7 @@ def write_scene(
     _check_frames(result)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=_parent(out_dir)))
     try:
-        files, splats, timings = _encode(result, config, report, cancel, warnings)
+        files, splats, timings = _encode(result, config, report, cancel, warnings, _build_objects(objects))
         for name, data in files.items():
             atomic_write(staging / name, data)
         video = None
@@ -363,16 +371,37 @@ def _pipeline(components, config: RunConfig) -> ScenePipeline:
     )
 
 
-def _encode(result: SceneResult, run: RunConfig, report, cancel, warnings: list[str]):
+def _build_objects(specs):
+    """The objects of a job merged into one :class:`pipeline.objects.PlacedObject`, or None when there are none."""
+    if not specs:
+        return None
+    from pipeline.objects import build_object, merge_objects
+
+    try:
+        return merge_objects([build_object(spec) for spec in specs])
+    except ValueError as err:  # MeshError names the file and what is wrong with it
+        raise JobError(f"{err}; nothing was written") from None
+
+
+def _encode(result: SceneResult, run: RunConfig, report, cancel, warnings: list[str], placed=None):
     """All output files (name → bytes), the fitted splats (or None when splats are unavailable) and timings.
+
+    With ``placed`` objects, the splats are fitted to the generated frames first (the objects were never in
+    them), then the objects' surface splats are appended, and the downloaded frames show the objects composited
+    in (hidden where the scene is nearer).
 
     A viewer copy that cannot be placed (no splat in front of the input camera) is left out with a warning; the
     viewer then shows ``splats.ply``.
     """
     timings: dict[str, float] = {}
     start = time.perf_counter()
-    frame_files = export.frame_files(result.frames)
-    transforms = export.transforms_json_bytes(result.frames)
+    shown = result.frames
+    if placed is not None:
+        from pipeline.objects import HardDepthOcclusion, composite_frame
+
+        shown = [composite_frame(frame, placed, HardDepthOcclusion()) for frame in result.frames]
+    frame_files = export.frame_files(shown)
+    transforms = export.transforms_json_bytes(shown)
     files = {
         **frame_files,
         "transforms.json": transforms,
@@ -399,6 +428,10 @@ def _encode(result: SceneResult, run: RunConfig, report, cancel, warnings: list[
         splats = fitted.splats
     else:
         splats = splat_fit.init_from_cloud(cloud, config.init)
+    if placed is not None:
+        from pipeline.objects import append_splats, object_splats
+
+        splats = append_splats(splats, object_splats(placed, seed=run.scene.seed, sh_degree=splats.sh_degree))
     timings["splats"] = time.perf_counter() - start
     start = time.perf_counter()
     files["splats.ply"] = splat_io.splats_to_ply_bytes(splats)
@@ -414,7 +447,7 @@ def _encode(result: SceneResult, run: RunConfig, report, cancel, warnings: list[
     report(ProgressEvent("export", -1, len(result.frames), low, "writing the mesh (scene.glb)"))
     start = time.perf_counter()
     try:
-        files["scene.glb"] = scene_mesh_glb(result.frames)
+        files["scene.glb"] = scene_mesh_glb(shown)
     except ValueError as err:
         raise JobError(f"{err}; nothing was written") from None
     timings["mesh"] = time.perf_counter() - start

@@ -512,13 +512,13 @@ def test_grow_errors_budget_and_cancel(grown_app):
     with pytest.raises(gr.Error, match="press Generate first"):
         last_update(ws.grow("not-a-session-token", 10, 0, **quiet))
     while len(ws.scenes.get(token).result.frames) < ws.settings.grow_limits.max_views:
-        last_update(ws.grow(token, -40, 0, **quiet))
+        last_update(ws.grow(token, 40, 0, **quiet))
     with pytest.raises(gr.Error, match="at most 3 views"):  # the session's memory budget, named
         last_update(ws.grow(token, 90, 0, **quiet))
     # cancel while growing: the status says so, nothing is kept from the cancelled step
     views = len(ws.scenes.get(token).result.frames)
     ws.settings.grow_limits = app.GrowLimits(max_views=10)
-    updates = ws.grow(token, 150, 0, **quiet)
+    updates = ws.grow(token, 70, 0, **quiet)  # overlaps the view grown at 40°
     first = next(updates)
     assert ws.cancel(session) == app.CANCELLED_MESSAGE, first
     assert last_update(updates)[0] == app.CANCELLED_MESSAGE

@@ -121,6 +121,18 @@ def test_a_killed_runs_staging_folder_is_removed_at_the_next_run(tmp_path, capsy
     assert ".scene.partial-abc123" in capsys.readouterr().err
 
 
+def test_objects_file(tmp_path, capsys):
+    objects = tmp_path / "objects.json"
+    objects.write_text(json.dumps({"objects": [{"kind": "sphere", "position": [0, 0, 1.5], "color": [0, 0, 1]}]}))
+    out = tmp_path / "with-objects"
+    args = ["--image", str(EXAMPLE), "--mode", "single", "--objects", str(objects), "--no-video", *SMALL]
+    assert main([*args, "--out", str(out)]) == 0
+    centre = np.asarray(Image.open(out / "images" / "frame_000.png"))[36, 48].astype(int)
+    assert centre[2] > 120 and centre[0] < 80, centre  # the blue sphere is in the frame
+    objects.write_text(json.dumps({"objects": [{"kind": "sphere", "position": [0, 1]}]}))
+    assert "objects[0].position" in _bad(tmp_path, capsys, "--image", str(EXAMPLE), "--objects", str(objects))
+
+
 def test_unknown_mode_names_the_choices(tmp_path, capsys):
     message = _bad(tmp_path, capsys, "--image", str(EXAMPLE), "--mode", "orbit")
     assert "orbit" in message and "360" in message

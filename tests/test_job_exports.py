@@ -126,3 +126,25 @@ def test_grow_job_writes_the_grown_scene(ring, tmp_path):
     with pytest.raises(JobError, match="nothing of the scene is in sight toward yaw 0°, pitch 90°"):
         grow_job(outputs.result, config, components, 0.0, 90.0, tmp_path / "bad")  # straight up: a level ring
     assert not (tmp_path / "bad").exists()
+
+
+def test_objects_are_drawn_into_the_frames_and_added_to_the_splats(tmp_path):
+    """``JobRequest.objects`` (the CLI's --objects): a red box in front of the camera shows in view 0's frame,
+    its surface splats are in the splat downloads and the viewer copy, and the kept scene has no box."""
+    from pipeline.objects import DEFAULT_SPLAT_POINTS, ObjectSpec
+
+    box = ObjectSpec("box", position=(0.0, 0.0, 1.5), scale=(0.4, 0.4, 0.4), color=(1.0, 0.0, 0.0))
+    config = build_run_config("draft", mode="single", size=SIZE, profile="offline", splat_iters=0, video=False)
+    image = load_image(ROOM / "image.png")
+    depth = load_depth_file(ROOM / "depth.png")
+    plain = run_job(JobRequest(image, config, depth), load_components(config), tmp_path / "plain")
+    boxed = run_job(JobRequest(image, config, depth, [box]), load_components(config), tmp_path / "boxed")
+    frame = np.asarray(Image.open(tmp_path / "boxed" / "images" / "frame_000.png")).astype(int)
+    centre = frame[SIZE[1] // 2 - 3 : SIZE[1] // 2 + 3, SIZE[0] // 2 - 3 : SIZE[0] // 2 + 3].reshape(-1, 3)
+    assert (centre[:, 0] > 150).all() and (centre[:, 1:] < 90).all()  # shaded red
+    before = np.asarray(Image.open(tmp_path / "plain" / "images" / "frame_000.png")).astype(int)
+    assert np.abs(frame - before).sum(-1).astype(bool).mean() < 0.2  # the rest of the view is untouched
+    count = PlyData.read(str(boxed.splat_ply))["vertex"].count
+    assert count == PlyData.read(str(plain.splat_ply))["vertex"].count + DEFAULT_SPLAT_POINTS
+    assert PlyData.read(str(boxed.viewer_ply))["vertex"].count == count
+    assert len(boxed.result.cloud) == len(plain.result.cloud)  # growing continues from the scene without the box
