@@ -36,11 +36,12 @@ DEFAULT_PATCH_SIZE = 3
 """Patch radius in pixels (patches of 7x7). pypatchmatch's examples use 3; 5 follows larger structures but takes
 ~2x as long (0.25 s vs 0.4 s for a half-filled 128² image on one core)."""
 
-DEFAULT_SOLVE_MAX_SIDE = 256
-"""PatchMatch runs on the view downscaled so its longer side is at most this, and the filled hole is upsampled
-back (the known pixels stay untouched). Its time grows with the pixel count (1.16 s vs 0.34 s for a 45 %-hole
-512x384 view), and 256 is the splat fit's resolution (``pipeline.config.FIT_MAX_SIDE``): the fitted scene cannot
-resolve finer texture in the hole anyway. ``None`` solves at full resolution."""
+DEFAULT_SOLVE_MAX_SIDE: int | None = None
+"""Longest side PatchMatch solves at (the filled hole is upsampled back; known pixels stay untouched); ``None`` =
+full resolution, the default. Measured on the shared 2 cores: at 256 a 45 %-hole 512x384 view takes 0.34 s instead
+of 1.16 s (3.4x; offline 360 end to end 33.9 s -> 23.7 s), but the landscape example's held-out PSNR
+(``scripts/bench_splats.py --section quality``) drops 1.2 dB (38.4 -> 37.2; 384 px: 38.1; full resolution with
+another seed: 38.6), beyond the 0.3 dB a speed change may cost, so reduced solving is opt-in."""
 
 TELEA_RADIUS = 5
 """Neighbourhood radius (pixels) of OpenCV's Telea fallback: enough to smooth across quantisation steps, small
