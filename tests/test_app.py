@@ -541,3 +541,20 @@ def test_scene_store_is_bounded_and_forgets():
     time.sleep(0.01)
     with pytest.raises(gr.Error):
         expired.get(token)
+
+
+def test_the_page_cancel_reaches_a_job_started_through_the_server(tmp_path, photo):
+    """Through the real server, Generate's handler gets the session (Gradio injects ``request`` only into
+    positional parameters), so Cancel stops it and the job ends with the cancel message, not an error."""
+    runner = FakeRunner(view_delay_s=0.2, num_views=100)
+    demo = app.build_demo(runner, app.AppSettings(output_root=tmp_path / "jobs"), use_zero_gpu=False)
+    ws = demo.worldstitch
+    with launched(demo) as url:
+        job = Client(url, verbose=False).submit(*job_args(photo, seed=31), api_name="/generate")
+        deadline = time.time() + 30
+        while not ws._cancel_events and time.time() < deadline:
+            time.sleep(0.05)
+        (session,) = ws._cancel_events  # the job registered under the browser session's id
+        assert ws.cancel(type("Request", (), {"session_hash": session})()) == app.CANCELLED_MESSAGE
+        status, *_ = job.result(timeout=30)
+    assert status == app.CANCELLED_MESSAGE and runner.cancelled == [31]

@@ -218,7 +218,7 @@ def build_demo(runner: Runner, settings: AppSettings | None = None, *, use_zero_
 
         results = [status, viewer, downloads, gallery, timings]
         job = generate_btn.click(
-            app.generate,
+            app.generate_event(),
             inputs=[inputs[spec.name] for spec in app.fields],
             outputs=[*results, inputs["seed"], scene],
             api_name="generate",
@@ -239,12 +239,14 @@ def build_demo(runner: Runner, settings: AppSettings | None = None, *, use_zero_
             show_progress_on=[status],
         )
         grown.success(_grow_panel, [scene, downloads], [grow_panel, panorama], queue=False, api_visibility="private")
+        # no `cancels=`: the handler stops itself within half a second and says so (Gradio's cancellation would
+        # mark the status "Error"); see WorldStitchApp._run
         cancel_btn.click(
             app.cancel,
             None,
             status,
-            cancels=[job, grown],
-            queue=False,
+            concurrency_limit=None,  # queued (a request without the queue carries no session), never waits
+            concurrency_id="cancel",
             api_visibility="private",
             show_progress="hidden",
         )

@@ -25,6 +25,7 @@ import contextvars
 import dataclasses
 import gc
 import importlib.util
+import inspect
 import logging
 import os
 import queue
@@ -402,6 +403,17 @@ class _Done:
     seconds: float
 
 
+@dataclass
+class _Running:
+    status: str
+    """The progress display's text (the status itself stays as it is under it)."""
+
+
+def _shown(update):
+    """The status output for an update of :meth:`WorldStitchApp._run`: unchanged while running, else the text."""
+    return gr.skip() if isinstance(update, _Running) else update
+
+
 class WorldStitchApp:
     """The handlers behind the UI; holds the injected runner, the per-session cancel events and kept scenes."""
 
@@ -425,6 +437,27 @@ class WorldStitchApp:
 
     # the job -------------------------------------------------------------------------------------------------------
 
+    def generate_event(self):
+        """:meth:`generate` as a Gradio event handler: one named parameter per form field, then ``request`` and
+        ``progress``. Gradio injects the request (the session, which Cancel needs) and the progress tracker only
+        into positional parameters, never after ``*values``."""
+
+        def generate(*args):
+            *values, request, progress = args
+            yield from self.generate(*values, request=request, progress=progress)
+
+        names = [spec.name for spec in self.fields]
+        positional = inspect.Parameter.POSITIONAL_OR_KEYWORD
+        generate.__signature__ = inspect.Signature(
+            [inspect.Parameter(name, positional) for name in names]
+            + [
+                inspect.Parameter("request", positional, default=None, annotation=gr.Request | None),
+                inspect.Parameter("progress", positional, default=gr.Progress()),
+            ]
+        )
+        generate.__annotations__ = {"request": gr.Request | None}
+        return generate
+
     def generate(self, *values, request: gr.Request | None = None, progress=gr.Progress()):
         """Generate a scene from the form's values (in :func:`webui.form.form_fields` order).
 
@@ -433,7 +466,7 @@ class WorldStitchApp:
         # 1. Check every input on the server and build the run configuration
         inputs = check_form(self.fields, values, self.settings.models)
         skip = gr.skip()
-        yield "Reading the photo…", None, None, None, None, inputs.seed, skip
+        yield "", None, None, None, None, inputs.seed, skip  # the status is blank under the progress display
 
         # 2. Decode with the project's loader (EXIF, 16-bit, alpha, size policy)
         job_request = make_request(inputs, self.settings.limits)
@@ -449,7 +482,7 @@ class WorldStitchApp:
                 status, *shown = self._results(outputs, inputs.seed, depth_warnings, update.seconds)
                 yield status, *shown, inputs.seed, token
             else:
-                yield update, skip, skip, skip, skip, skip, skip
+                yield _shown(update), skip, skip, skip, skip, skip, skip
 
     def grow(self, token, yaw, pitch, request: gr.Request | None = None, progress=gr.Progress()):
         """Grow this session's scene by one view toward ``yaw``/``pitch`` (degrees) and show the grown scene.
@@ -469,12 +502,17 @@ class WorldStitchApp:
                 status = f"Grew toward yaw {yaw:g}°, pitch {pitch:g}° · " + status
                 yield status, *shown, token
             else:
-                yield update, skip, skip, skip, skip, skip
+                yield _shown(update), skip, skip, skip, skip, skip
 
     def _run(self, job: JobRequest | GrowRequest, request: gr.Request | None, progress):
-        """Run ``job`` in a folder of its own; yields status lines, then a :class:`_Done` (or the cancel message).
+        """Run ``job`` in a folder of its own; yields status lines (while it runs: the progress display's text), then
+        a :class:`_Done` or the cancel message.
 
-        Raises ``gr.Error`` for every failure (no internals); the job folder is removed in every case.
+        Cancel (:meth:`cancel`) sets this session's event: the local worker sees it at its next view or step; on
+        ZeroGPU the GPU generator is closed (events cannot cross the process boundary). Either way the handler
+        answers within :data:`HEARTBEAT_S` and ends normally with the cancel message (Gradio's own event
+        cancellation would mark the status "Error"). Raises ``gr.Error`` for every failure (no internals); the job
+        folder is removed in every case.
         """
         sweep_stale(self.settings.output_root, self.settings.stale_job_s)
         job_dir = self.settings.output_root / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex}"
@@ -490,6 +528,9 @@ class WorldStitchApp:
                 stream = stream_job(self.runner, job, job_dir, cancel, self.gpu_lock)
             outputs = None
             for item in stream:
+                if cancel.is_set():
+                    stream.close()  # on ZeroGPU this stops the GPU job; locally the worker already saw the event
+                    break
                 if isinstance(item, JobOutputs):
                     outputs = item  # the stream ends right after; let it finish (releases the GPU cleanly)
                     continue
@@ -502,7 +543,7 @@ class WorldStitchApp:
                     # the one progress display (on the status): its bar, with the status line as its text
                     fraction = min(max(last_event.fraction, 0.0), 1.0) if last_event else 0.0
                     progress(fraction, desc=status)
-                    yield status
+                    yield _Running(status)
             if outputs is None:  # the stream ended without a result: cancelled
                 yield CANCELLED_MESSAGE
                 return
