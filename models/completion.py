@@ -177,7 +177,9 @@ class LearnedCompleter:
         net_in = F.interpolate(x, size=(net_h, net_w), mode="bilinear", align_corners=True)
         net_in = torch.cat([(net_in[:, :3] - RGB_MEAN) / RGB_STD, net_in[:, 3:]], dim=1)
         dtype = next(self.model.parameters()).dtype
-        with torch.inference_mode():
+        with (
+            torch.no_grad()
+        ):  # not inference_mode: transformers caches tensors (BEiT position index) a later fine-tune reuses
             out = self.model(pixel_values=net_in.to(self.device, dtype)).predicted_depth.float()  # [1, h, w]
         out = F.interpolate(out[:, None].cpu(), size=x.shape[-2:], mode="bicubic", align_corners=False)
         return out[..., pad_h : pad_h + height, pad_w : pad_w + width]

@@ -251,7 +251,8 @@ class TransformersDepthEstimator:
             **self._processor_kwargs(height, width),
         )
         pixel_values = inputs["pixel_values"].to(self.device, next(self.model.parameters()).dtype)
-        with torch.inference_mode():
+        # no_grad, not inference_mode: transformers caches tensors (BEiT's position index) that a fine-tune reuses
+        with torch.no_grad():
             predicted = self.model(pixel_values=pixel_values).predicted_depth.float()  # [1, h, w]
         predicted = predicted[:, None]  # [1, 1, h, w]
         if getattr(self.model.config, "model_type", "") == "zoedepth" and getattr(self.processor, "do_pad", False):

@@ -48,7 +48,8 @@ OFFLINE_COMPLETERS = ("aligned", "light", "light-harmonic")
 ``light-harmonic``: the shipped light completer (CPU-fast, weights in the repository), without / with the harmonic
 residual that makes seams exact."""
 OFFLINE_DEFAULT_COMPLETER = "light-harmonic"
-"""The offline profile's completer, chosen by the geometry benchmark (python scripts/bench_completion.py)."""
+"""The offline profile's completer, chosen by the geometry benchmark (python scripts/bench_completion.py); when
+the run names its own depth model, later views use ``aligned`` around that model instead."""
 LEARNED_COMPLETER_AS_DEPTH = "completer"
 """``depth_model="completer"``: view 0's depth from the learned completer with nothing known, at its training
 scale (Invisible Stitch's first view; 1 mm to 10 m)."""
@@ -172,6 +173,10 @@ def build_components(
     out_ref = outpainter or defaults[0]
     depth_ref = depth_model or defaults[1]
     comp_ref = completer or defaults[2]
+    if completer is None and depth_ref not in OFFLINE_DEPTH + (LEARNED_COMPLETER_AS_DEPTH,):
+        # a depth model the user chose also serves the later views: align it to the known depth (the light
+        # completer only won against the geometric prior; around a real estimator it is unmeasured)
+        comp_ref = "aligned"
 
     built_outpainter = build_outpainter(out_ref, device, options, allow_download)
     if depth_ref == LEARNED_COMPLETER_AS_DEPTH:
