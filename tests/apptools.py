@@ -197,6 +197,21 @@ def launched(demo, **extra):
         demo.close()
 
 
+@contextlib.contextmanager
+def served_fake_app(workdir: Path, queue_max_size: int):
+    """A server for a test module: a fake runner the tests reconfigure, outputs under ``workdir``.
+
+    Yields ``(runner, url, settings, demo)``.
+    """
+    import app  # noqa: PLC0415 - the front end under test
+
+    runner = FakeRunner()
+    settings = app.AppSettings(output_root=workdir / "jobs", queue_max_size=queue_max_size)
+    demo = app.build_demo(runner, settings, use_zero_gpu=False)
+    with launched(demo) as url:
+        yield runner, url, settings, demo
+
+
 def last_update(updates):
     """Run a handler generator to the end; its last update."""
     return collections.deque(updates, maxlen=1)[0]

@@ -29,6 +29,7 @@ from tests.apptools import (
     last_update,
     last_update_kept,
     launched,
+    served_fake_app,
     write_photo,
 )
 
@@ -92,10 +93,7 @@ def photo(workdir) -> Path:
 @pytest.fixture(scope="module")
 def served(workdir):
     """One server for the module: a fake runner the tests reconfigure, a small queue."""
-    runner = FakeRunner()
-    settings = app.AppSettings(output_root=workdir / "jobs", queue_max_size=QUEUE_MAX_SIZE)
-    demo = app.build_demo(runner, settings, use_zero_gpu=False)
-    with launched(demo) as url:
+    with served_fake_app(workdir, QUEUE_MAX_SIZE) as (runner, url, settings, _demo):
         yield runner, url, settings
 
 

@@ -35,7 +35,7 @@ from PIL import Image
 import app
 import webui.runner
 from pipeline.config import working_size
-from tests.apptools import FakeRunner, last_update, launched, write_photo
+from tests.apptools import FakeRunner, last_update, served_fake_app, write_photo
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -55,11 +55,8 @@ def photo(workdir) -> Path:
 
 @pytest.fixture(scope="module")
 def served(workdir):
-    runner = FakeRunner()
-    settings = app.AppSettings(output_root=workdir / "jobs", queue_max_size=2)
-    demo = app.build_demo(runner, settings, use_zero_gpu=False)
-    with launched(demo) as url:
-        yield runner, url, settings, demo
+    with served_fake_app(workdir, queue_max_size=2) as served_app:
+        yield served_app
 
 
 @pytest.fixture
