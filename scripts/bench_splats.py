@@ -4,6 +4,8 @@
     python scripts/bench_splats.py --section speed      # fit it/s at 10k / 100k / 400k splats, quiet and loaded
     python scripts/bench_splats.py --section threads    # torch threads 1 vs 2, wait policy, quiet and loaded
     python scripts/bench_splats.py --section quality    # PSNR of init-only vs fitted splats on the examples
+    python scripts/bench_splats.py --section loss       # SSIM map forward + backward: kornia vs ours
+    python scripts/bench_splats.py --section quality --mode single   # the same on another camera path
     python scripts/bench_splats.py --quick              # fewer steps and scenes (smoke run)
 
 Every figure of a table is taken in the same run, so compare ratios within a table: on a shared machine absolute
@@ -187,8 +189,10 @@ def quality_rows(name: str, mode: str, quick: bool) -> dict:
     return row
 
 
-def quality_table(quick: bool) -> list[str]:
+def quality_table(quick: bool, mode: str = "stage") -> list[str]:
     lines = [
+        f"Path: {mode}.",
+        "",
         "PSNR (dB), training views (the frames, at the fit's 256 px) / held-out views (exact world render at yaw "
         f"{', '.join(f'{y:+g}°' for y in HOLDOUT_YAWS)}, pitch 3°, over the pixels the photo saw: the rest was "
         "outpainted and has no truth). Init = iteration 0 of the fit (merge to the fit resolution + colour solve).",
@@ -198,7 +202,7 @@ def quality_table(quick: bool) -> list[str]:
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name in EXAMPLES[:1] if quick else EXAMPLES:
-        r = quality_rows(name, "stage", quick)
+        r = quality_rows(name, mode, quick)
 
         def cell(pair) -> str:
             return f"{pair[0]:.1f} / {pair[1]:.1f}"
@@ -212,18 +216,66 @@ def quality_table(quick: bool) -> list[str]:
     return lines
 
 
+def _loss_ms(function, image: torch.Tensor, repeats: int) -> float:
+    """Median ms of forward + backward of ``function(image).sum()`` (after one warm-up call)."""
+    times = []
+    for _ in range(repeats + 1):
+        x = image.clone().requires_grad_()
+        start = time.perf_counter()
+        function(x).sum().backward()
+        times.append(time.perf_counter() - start)
+    return 1000 * sorted(times[1:])[len(times[1:]) // 2]
+
+
+def loss_table(quick: bool) -> list[str]:
+    """SSIM map forward + backward: kornia.metrics.ssim vs ours (kept target statistics, blur as matrix products)."""
+    import kornia.metrics  # noqa: PLC0415 - the reference implementation, only measured here
+
+    from pipeline.splats.losses import SSIM_WINDOW, SsimReference  # noqa: PLC0415
+
+    repeats = 5 if quick else 15
+    lines = [
+        "SSIM map, forward + backward, ms (median; kornia and ours alternate in one run, same thread settings).",
+        "",
+        "| size | kornia.metrics.ssim | ours (SsimReference.map) | speed-up |",
+        "|---|---:|---:|---:|",
+    ]
+    for height, width in ((96, 128), (192, 256), (384, 512)):
+        generator = torch.Generator().manual_seed(0)
+        target = torch.rand(height, width, 3, generator=generator)
+        render = (target + 0.1 * torch.randn(height, width, 3, generator=generator)).clamp(0, 1)
+        reference = SsimReference(target)
+
+        def kornia_map(x, kornia_target=target.permute(2, 0, 1)[None]):
+            return kornia.metrics.ssim(x.permute(2, 0, 1)[None], kornia_target, SSIM_WINDOW)
+
+        ours_ms, kornia_ms = [], []
+        for _ in range(2):  # alternate so that a change in load hits both
+            kornia_ms.append(_loss_ms(kornia_map, render, repeats))
+            ours_ms.append(_loss_ms(reference.map, render, repeats))
+        k, o = min(kornia_ms), min(ours_ms)
+        lines.append(f"| {width}×{height} | {k:.1f} | {o:.1f} | {k / o:.1f}× |")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--section", choices=("speed", "threads", "quality", "all"), default="all")
+    parser.add_argument("--section", choices=("speed", "threads", "quality", "loss", "all"), default="all")
     parser.add_argument("--quick", action="store_true", help="fewer steps and scenes (smoke run)")
+    parser.add_argument("--mode", choices=("single", "stage", "360"), default="stage", help="quality: camera path")
     args = parser.parse_args(argv)
     settings = THREADS
-    sections = ("speed", "threads", "quality") if args.section == "all" else (args.section,)
+    sections = ("speed", "threads", "quality", "loss") if args.section == "all" else (args.section,)
     print(
         f"<!-- bench_splats: {settings.cpus} CPUs available, {settings.torch_threads} torch threads, wait policy "
         f"{settings.wait_policy}, load {os.getloadavg()[0]:.1f} at start, torch {torch.__version__} -->\n"
     )
-    builders = {"speed": speed_table, "threads": threads_table, "quality": quality_table}
+    builders = {
+        "speed": speed_table,
+        "threads": threads_table,
+        "quality": lambda quick: quality_table(quick, args.mode),
+        "loss": loss_table,
+    }
     for section in sections:
         start = time.perf_counter()
         print(f"### {section}\n")

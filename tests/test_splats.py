@@ -30,6 +30,7 @@ from pipeline.splats import (
     step_budget,
 )
 from pipeline.splats.colors import solve_colors
+from pipeline.splats.losses import SSIM_WINDOW, SsimReference, ssim_map
 from pipeline.splats.model import merge_to_resolution
 from pipeline.splats.views import frame_target
 from renderers.gaussians import GaussianRender, TorchGaussianRasterizer
@@ -291,3 +292,34 @@ def test_colour_solve_with_binned_operators_matches_the_autograd_path(stage_medi
     fast = solve_colors(splats, targets, rasterizer, 5, background)
     generic = solve_colors(splats, targets, _WithoutColorOperator(rasterizer), 5, background)
     torch.testing.assert_close(fast.sh0, generic.sh0, atol=2e-3, rtol=0)
+
+
+@pytest.mark.parametrize("size", [(6, 9), (96, 128), (192, 256)])
+def test_ssim_map_and_its_gradient_match_kornia(size):
+    """Our SSIM (target statistics kept, blur as two matrix products) is kornia's map and gradient, crops included."""
+    import kornia.metrics
+
+    generator = torch.Generator().manual_seed(3)
+    target = torch.rand(*size, 3, generator=generator, dtype=torch.float64)
+    render = (target + 0.2 * torch.randn(*size, 3, generator=generator, dtype=torch.float64)).clamp(0, 1)
+    ours_in = render.clone().requires_grad_()
+    theirs_in = render.clone().requires_grad_()
+    reference = SsimReference(target)
+    ours = reference.map(ours_in)
+    theirs = kornia.metrics.ssim(theirs_in.permute(2, 0, 1)[None], target.permute(2, 0, 1)[None], SSIM_WINDOW)
+    theirs = theirs[0].mean(dim=0)
+    assert ours.shape == size
+    assert torch.allclose(ours, theirs, atol=1e-6)  # kornia builds its window in float32
+    weights = torch.rand(size, generator=generator, dtype=torch.float64)
+    (ours * weights).sum().backward()
+    (theirs * weights).sum().backward()
+    assert torch.allclose(ours_in.grad, theirs_in.grad, atol=1e-5)
+    assert torch.allclose(ssim_map(render, target), ours)  # the one-off form
+    assert float(reference.map(target).min()) > 1 - 1e-9  # an image is identical to itself
+
+
+def test_ssim_rejects_images_smaller_than_its_window():
+    with pytest.raises(ValueError, match="larger than 5 px"):
+        SsimReference(torch.rand(5, 40, 3))
+    with pytest.raises(ValueError, match="reference's shape"):
+        SsimReference(torch.rand(20, 40, 3)).map(torch.rand(40, 20, 3))

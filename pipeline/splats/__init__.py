@@ -23,7 +23,7 @@ from pipeline.splats.fit import (
     splat_preset,
     step_budget,
 )
-from pipeline.splats.losses import SSIM_WINDOW, fit_loss, masked_psnr, ssim_map
+from pipeline.splats.losses import SSIM_WINDOW, SsimReference, fit_loss, masked_psnr, ssim_map
 from pipeline.splats.model import INIT_OPACITY, SplatInitConfig, Splats, init_from_cloud
 from pipeline.splats.strategy import NoStrategy, PruneStrategy, SplatParams, SplatStrategy, StrategyState
 from pipeline.splats.views import SupportRenderer
@@ -52,5 +52,6 @@ __all__ = [
     "masked_psnr",
     "splat_preset",
     "ssim_map",
+    "SsimReference",
     "step_budget",
 ]

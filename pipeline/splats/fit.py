@@ -25,7 +25,7 @@ from core.cameras import Camera
 from core.components import Cancelled
 from core.types import Frame, PointCloud
 from pipeline.splats.colors import solve_colors
-from pipeline.splats.losses import fit_loss, masked_psnr
+from pipeline.splats.losses import SSIM_WINDOW, SsimReference, fit_loss, masked_psnr
 from pipeline.splats.model import SplatInitConfig, Splats, init_from_cloud, merge_to_resolution
 from pipeline.splats.strategy import PruneStrategy, SplatParams, SplatStrategy, StrategyState
 from pipeline.splats.views import (
@@ -264,6 +264,7 @@ def fit_splats(
     losses: list[float] = []
     strategy_state = StrategyState()
     caches: dict[int, tuple[RasterCache | None, int]] = {}  # target -> (binning, renders since it was built)
+    ssim_refs: dict[int, SsimReference | None] = {}  # target -> its SSIM statistics, made on first use
     order: list[int] = []
     curve: list[float] = []
     best = (-math.inf, 0, params.splats().detach(), pose_delta.detach().clone())  # psnr, step, splats, poses
@@ -297,8 +298,16 @@ def fit_splats(
         caches[target_index] = (render.cache, 1 if reuse is None else cached[1] + 1)
         if render.means2d.requires_grad:
             render.means2d.retain_grad()
+        if target_index not in ssim_refs:
+            ssim_refs[target_index] = _ssim_reference(target, config.ssim_weight, dtype)
         loss = target.weight * fit_loss(
-            render, target.rgb, target.depth, target.mask, config.ssim_weight, config.depth_weight
+            render,
+            target.rgb,
+            target.depth,
+            target.mask,
+            config.ssim_weight,
+            config.depth_weight,
+            ssim_refs[target_index],
         )
         params.optimizer.zero_grad(set_to_none=True)
         if pose_opt is not None:
@@ -345,6 +354,13 @@ def fit_splats(
             poses.append(camera.world_to_cam.detach().to(frame.camera.world_to_cam.dtype))
     seconds = time.perf_counter() - start
     return FitResult(final, losses, psnr, seconds, steps, rasterizer.name, poses, curve, best_step)
+
+
+def _ssim_reference(target: Target, ssim_weight: float, dtype: torch.dtype) -> SsimReference | None:
+    """The target prepared for the SSIM term, or None when the term is off or the crop is smaller than its window."""
+    if ssim_weight <= 0 or min(target.rgb.shape[0], target.rgb.shape[1]) <= SSIM_WINDOW // 2:
+        return None
+    return SsimReference(target.rgb.to(dtype))
 
 
 def _fit_camera(frame: Frame, fit_max_side: int | None) -> Camera:
