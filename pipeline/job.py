@@ -111,6 +111,9 @@ class JobOutputs:
     """``panorama_depth.png``: 16-bit distance along the ray in millimetres, 0 = unknown."""
     warnings: list[str] = field(default_factory=list)
     result: SceneResult | None = None
+    splats: object | None = None
+    """The fitted :class:`pipeline.splats.Splats` of ``result``, without objects: :func:`objects_job` reuses them,
+    so placing objects in a finished scene does not fit the splats again."""
 
     @property
     def downloads(self) -> list[Path]:
@@ -206,6 +209,7 @@ def grow_job(
     progress: Callable[[ProgressEvent], None] | None = None,
     cancel: threading.Event | None = None,
     limits: GrowLimits = GrowLimits(),
+    objects: list | tuple = (),
 ) -> JobOutputs:
     """Grow a finished scene by one view toward ``yaw_deg``/``pitch_deg`` and write the grown scene into ``out_dir``.
 
@@ -222,9 +226,11 @@ def grow_job(
         progress: receives :class:`ProgressEvent` for each stage.
         cancel: stops the job with ``Cancelled``; nothing is written.
         limits: the scene's memory budget (views and points).
+        objects: objects placed in the scene (:attr:`JobRequest.objects`, or already built
+            :class:`pipeline.objects.PlacedObject`): drawn into the grown scene's files too.
 
     Returns:
-        The grown scene's files; ``result`` holds the new :class:`SceneResult`.
+        The grown scene's files; ``result`` holds the new :class:`SceneResult` (without the objects).
 
     Raises:
         JobError: a bad angle, or the scene would grow past ``limits`` (the message names the limit).
@@ -259,7 +265,7 @@ def grow_job(
         )
     except ValueError as err:  # GrowLimitError names the limit; a bad angle names the angle
         raise JobError(str(err)) from None
-    return write_scene(grown, config, out_dir, report, cancel)
+    return write_scene(grown, config, out_dir, report, cancel, objects=objects)
 
 
 def write_scene(
@@ -289,14 +295,55 @@ def write_scene(
         JobError: NaN or black views, a scene with nothing to mesh, or an object that cannot be built (a mesh
             file that cannot be read); nothing is written.
     """
-    out_dir = Path(out_dir)
+    return _write_scene(result, config, Path(out_dir), progress, cancel, warnings, objects)
+
+
+def objects_job(
+    result: SceneResult,
+    config: RunConfig,
+    objects: list | tuple,
+    out_dir: str | Path,
+    progress: Callable[[ProgressEvent], None] | None = None,
+    cancel: threading.Event | None = None,
+    splats=None,
+    occluder=None,
+) -> JobOutputs:
+    """Write a finished scene again with ``objects`` placed in it (none = the scene as it was generated).
+
+    Nothing grows: the frames, cloud and (when given) the fitted splats are reused, so this costs the export,
+    the objects' drawing and the video, not a splat fit.
+
+    Args:
+        result: the scene (``JobOutputs.result`` of an earlier job); not modified.
+        config: the run configuration it was made with (video, mode for the panorama, seed).
+        objects: :class:`pipeline.objects.ObjectSpec` or already built :class:`pipeline.objects.PlacedObject`.
+        out_dir: final folder (files are moved in only on success).
+        progress: receives :class:`ProgressEvent` for the export and video stages.
+        cancel: stops the job with ``Cancelled``; nothing is written.
+        splats: ``JobOutputs.splats`` of that earlier job (None fits them again, as the job did).
+        occluder: decides where the scene hides an object in the downloaded frames
+            (:class:`pipeline.objects.HardDepthOcclusion` when None; e.g. :class:`models.occlusion.LearnedOcclusion`).
+
+    Returns:
+        The files, with ``result`` and ``splats`` still without the objects.
+
+    Raises:
+        JobError: an object that cannot be built; nothing is written.
+    """
+    return _write_scene(result, config, Path(out_dir), progress, cancel, (), objects, splats, occluder)
+
+
+def _write_scene(result, config, out_dir: Path, progress, cancel, warnings, objects, fitted=None, occluder=None):
     report = progress or (lambda event: None)
     warnings = list(warnings)
     cameras = [frame.camera for frame in result.frames]
     _check_frames(result)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=_parent(out_dir)))
     try:
-        files, splats, timings = _encode(result, config, report, cancel, warnings, _build_objects(objects))
+        placed = _build_objects(objects)
+        files, splats, scene_splats, timings = _encode(
+            result, config, report, cancel, warnings, placed, fitted, occluder
+        )
         for name, data in files.items():
             atomic_write(staging / name, data)
         video = None
@@ -354,6 +401,7 @@ def write_scene(
         panorama_depth=written("panorama_depth.png"),
         warnings=warnings,
         result=result,
+        splats=scene_splats,
     )
 
 
@@ -375,16 +423,19 @@ def _build_objects(specs):
     """The objects of a job merged into one :class:`pipeline.objects.PlacedObject`, or None when there are none."""
     if not specs:
         return None
-    from pipeline.objects import build_object, merge_objects
+    from pipeline.objects import PlacedObject, build_object, merge_objects
 
     try:
-        return merge_objects([build_object(spec) for spec in specs])
+        return merge_objects([spec if isinstance(spec, PlacedObject) else build_object(spec) for spec in specs])
     except ValueError as err:  # MeshError names the file and what is wrong with it
         raise JobError(f"{err}; nothing was written") from None
 
 
-def _encode(result: SceneResult, run: RunConfig, report, cancel, warnings: list[str], placed=None):
-    """All output files (name → bytes), the fitted splats (or None when splats are unavailable) and timings.
+def _encode(
+    result: SceneResult, run: RunConfig, report, cancel, warnings: list[str], placed=None, fitted=None, occluder=None
+):
+    """All output files (name → bytes), the splats written (with the objects), the scene's own fitted splats
+    (``fitted`` when given: no fit then) and timings.
 
     With ``placed`` objects, the splats are fitted to the generated frames first (the objects were never in
     them), then the objects' surface splats are appended, and the downloaded frames show the objects composited
@@ -399,7 +450,8 @@ def _encode(result: SceneResult, run: RunConfig, report, cancel, warnings: list[
     if placed is not None:
         from pipeline.objects import HardDepthOcclusion, composite_frame
 
-        shown = [composite_frame(frame, placed, HardDepthOcclusion()) for frame in result.frames]
+        occluder = occluder or HardDepthOcclusion()
+        shown = [composite_frame(frame, placed, occluder) for frame in result.frames]
     frame_files = export.frame_files(shown)
     transforms = export.transforms_json_bytes(shown)
     files = {
@@ -416,7 +468,9 @@ def _encode(result: SceneResult, run: RunConfig, report, cancel, warnings: list[
     start = time.perf_counter()
     config = run.splats  # iterations, seed and fit resolution come from the run configuration
     cloud = thin_cloud(result.cloud, MAX_FIT_SPLATS)
-    if config.iterations > 0:
+    if fitted is not None:
+        splats = fitted
+    elif config.iterations > 0:
         low, high = SPLAT_PROGRESS
 
         def fit_progress(step: int, total: int, loss: float) -> None:
@@ -428,6 +482,7 @@ def _encode(result: SceneResult, run: RunConfig, report, cancel, warnings: list[
         splats = fitted.splats
     else:
         splats = splat_fit.init_from_cloud(cloud, config.init)
+    scene_splats = splats
     if placed is not None:
         from pipeline.objects import append_splats, object_splats
 
@@ -458,7 +513,7 @@ def _encode(result: SceneResult, run: RunConfig, report, cancel, warnings: list[
         camera = result.frames[0].camera
         files.update(panorama_files(render_panorama(result.cloud, camera, panorama_width(camera))))
         timings["panorama"] = time.perf_counter() - start
-    return files, splats, timings
+    return files, splats, scene_splats, timings
 
 
 def panorama_width(camera: Camera) -> int:

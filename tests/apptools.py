@@ -2,7 +2,9 @@
 
 The fake runner writes the same files as :func:`pipeline.job.run_job` (a 3DGS PLY the viewer accepts and its viewer
 copy, a GLB, a point PLY, frames + transforms.json in a zip, gallery images) in milliseconds, reports progress per
-view, honours the cancel event between views, and can be told to fail the ways a real job fails.
+view, honours the cancel event between views, and can be told to fail the ways a real job fails. With ``with_scene``
+it also returns a scene the app keeps (:func:`wall_scene`: a wall and a floor of known depth), so "place objects"
+runs through the real export.
 """
 
 from __future__ import annotations
@@ -19,11 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 import trimesh
 from PIL import Image
 
+from core.cameras import make_cameras
 from core.components import Cancelled
-from core.types import ProgressEvent
+from core.types import Frame, PointCloud, ProgressEvent, SceneResult
 from pipeline.job import JobError, JobOutputs
 
 SPLAT_FIELDS = (
@@ -32,6 +36,8 @@ SPLAT_FIELDS = (
 )  # fmt: skip
 SH_C0 = 0.28209479177387814  # colour = 0.5 + SH_C0 * f_dc
 VIEWER_COPY_COMMENT = "viewer copy"  # in the fake viewer PLY's header: tells it apart from splats.ply
+WALL_DEPTH = 3.0  # the fake scene's wall: the plane z = 3 of the world (view 0 looks along +z)
+FLOOR_Y = 1.0  # its floor: the plane y = 1 (one unit below the cameras; y is down)
 
 
 def free_port() -> int:
@@ -93,6 +99,8 @@ class FakeRunner:
     num_views: int = 3
     view_delay_s: float = 0.0
     fail: str | None = None
+    with_scene: bool = False
+    """Also return :func:`wall_scene` as the job's scene (kept by the app for objects and growing)."""
     calls: list = field(default_factory=list)
     cancelled: list = field(default_factory=list)
     running: int = 0
@@ -181,7 +189,34 @@ class FakeRunner:
             gallery=gallery,
             viewer_ply=out_dir / "viewer" / "splats.ply",
             mesh_glb=out_dir / "scene.glb",
+            result=wall_scene(request.image, self.num_views) if self.with_scene else None,
         )
+
+
+def wall_scene(image, num_views: int) -> SceneResult:
+    """A scene of exactly known depth: the stage cameras looking at the wall z = :data:`WALL_DEPTH` above the
+    floor y = :data:`FLOOR_Y`, every view coloured with the photo; the cloud lifts every pixel of every view."""
+    height, width = image.shape[:2]
+    stage = make_cameras("stage", (width, height))
+    frames, points, colors, radii, sources = [], [], [], [], []
+    rows, cols = torch.meshgrid(torch.arange(height) + 0.5, torch.arange(width) + 0.5, indexing="ij")
+    for index in range(num_views):
+        camera = stage[index % len(stage)]
+        K, c2w = camera.K, camera.cam_to_world
+        rays = torch.stack([(cols - K[0, 2]) / K[0, 0], (rows - K[1, 2]) / K[1, 1], torch.ones_like(cols)], -1)
+        directions = rays @ c2w[:3, :3].T  # [H, W, 3] world, one unit of z-depth each
+        origin = c2w[:3, 3]
+        to_wall = (WALL_DEPTH - origin[2]) / directions[..., 2]
+        to_floor = torch.where(directions[..., 1] > 1e-6, (FLOOR_Y - origin[1]) / directions[..., 1], torch.inf)
+        depth = torch.minimum(to_wall, to_floor).float()  # [H, W] z-depth of the nearer surface
+        rgb = image.float()
+        frames.append(Frame(index, camera, rgb, depth, torch.ones(height, width, dtype=torch.bool)))
+        points.append((origin + directions * depth[..., None]).reshape(-1, 3))
+        colors.append(rgb.reshape(-1, 3))
+        radii.append((0.5 * depth / K[0, 0]).reshape(-1))
+        sources.append(torch.full((height * width,), index, dtype=torch.long))
+    cloud = PointCloud(torch.cat(points).float(), torch.cat(colors), torch.cat(radii).float(), torch.cat(sources))
+    return SceneResult(frames, cloud, points_per_view=[height * width] * num_views)
 
 
 @contextlib.contextmanager

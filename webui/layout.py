@@ -1,5 +1,5 @@
 """The page: examples at the top, the Generate form (from :func:`webui.form.form_fields`), the results with one
-progress display (on the status), "grow where I look", and the hardened launch settings."""
+progress display (on the status), "grow where I look", "place objects", and the hardened launch settings."""
 
 from __future__ import annotations
 
@@ -13,6 +13,16 @@ from core.images import ImageError, check_aspect
 from pipeline.config import PRESETS, build_run_config
 from webui.estimate import estimate_text
 from webui.form import CUSTOM_QUALITY, PRESET_FIELDS, apply_quality
+from webui.objects_ui import (
+    DEFAULT_COLOR,
+    DEFAULT_SIZE,
+    KINDS,
+    OCCLUSION_CHOICES,
+    OFFSET_RANGE,
+    SCALE_RANGE,
+    SIZE_RANGE,
+    TURN_RANGE,
+)
 from webui.runner import PITCH_RANGE, YAW_RANGE, Runner, WorldStitchApp, public_message
 from webui.settings import AppSettings
 
@@ -206,6 +216,44 @@ def build_demo(runner: Runner, settings: AppSettings | None = None, *, use_zero_
                         yaw = gr.Slider(*YAW_RANGE, value=GROW_DEFAULT_YAW, step=1, label="Turn (°, right +)")
                         pitch = gr.Slider(*PITCH_RANGE, value=0, step=1, label="Look up/down (°, up +)")
                     grow_btn = gr.Button("Grow the scene there", elem_id="grow")
+                with gr.Accordion("Place objects", open=True, visible=False, elem_id="objects-panel") as objects_panel:
+                    gr.Markdown(
+                        "Click a view where an object should stand: it is placed on that surface, at that pixel's "
+                        "depth, and shown in the view (hidden where the scene is in front). Adjust it, then press "
+                        "**Add object**: the viewer, the video and the downloads are remade with it."
+                    )
+                    object_view = gr.Slider(0, 1, value=0, step=1, label="View to click in", elem_id="object-view")
+                    place_view = gr.Image(
+                        label="Click where the object should stand",
+                        interactive=False,
+                        format="png",
+                        elem_id="place-view",
+                    )
+                    object_note = gr.Markdown(elem_id="object-note")
+                    with gr.Row():
+                        kind = gr.Radio(list(KINDS), value="box", label="Object")
+                        mesh = gr.File(label="Mesh (GLB or OBJ)", file_types=[".glb", ".obj"], type="filepath")
+                    with gr.Row():
+                        size = gr.Slider(*SIZE_RANGE, value=DEFAULT_SIZE, step=0.05, label="Size (largest side)")
+                        color = gr.ColorPicker(DEFAULT_COLOR, label="Colour")
+                        turn = gr.Slider(*TURN_RANGE, value=0, step=5, label="Turn (°)")
+                    with gr.Accordion("Adjust", open=False):
+                        with gr.Row():
+                            right = gr.Slider(*OFFSET_RANGE, value=0, step=0.05, label="Move right")
+                            up = gr.Slider(*OFFSET_RANGE, value=0, step=0.05, label="Move up")
+                            away = gr.Slider(*OFFSET_RANGE, value=0, step=0.05, label="Move away")
+                        scale = gr.Slider(*SCALE_RANGE, value=1, step=0.05, label="Scale")
+                    occlusion = gr.Radio(list(OCCLUSION_CHOICES), value=OCCLUSION_CHOICES[0], label="Occlusion")
+                    with gr.Row():
+                        add_btn = gr.Button("Add object", variant="primary", elem_id="add-object")
+                        clear_btn = gr.Button("Clear objects", elem_id="clear-objects")
+                    objects_table = gr.Dataframe(
+                        headers=["#", "object", "size", "position (x, y, z)", "colour"],
+                        datatype=["number", "str", "number", "str", "str"],
+                        label="Objects in the scene",
+                        interactive=False,
+                        elem_id="objects",
+                    )
                 gallery = gr.Gallery(label="Generated views and depth", columns=4, height=260, elem_id="gallery")
                 timings = gr.Dataframe(
                     headers=["stage", "seconds"],
@@ -215,6 +263,7 @@ def build_demo(runner: Runner, settings: AppSettings | None = None, *, use_zero_
                     elem_id="timings",
                 )
         scene = gr.State(None, time_to_live=settings.kept_scene_s, delete_callback=app.scenes.drop)
+        pending = gr.State(None)  # the clicked pixel of the object being placed (webui.objects_ui.Click)
 
         results = [status, viewer, downloads, gallery, timings]
         job = generate_btn.click(
@@ -239,6 +288,23 @@ def build_demo(runner: Runner, settings: AppSettings | None = None, *, use_zero_
             show_progress_on=[status],
         )
         grown.success(_grow_panel, [scene, downloads], [grow_panel, panorama], queue=False, api_visibility="private")
+        _wire_objects(
+            app,
+            (job, grown),
+            results,
+            scene,
+            pending,
+            dict(
+                panel=objects_panel,
+                view=object_view,
+                image=place_view,
+                note=object_note,
+                table=objects_table,
+                add=add_btn,
+                clear=clear_btn,
+            ),
+            [kind, size, color, turn, right, up, away, scale, mesh, occlusion],
+        )
         # no `cancels=`: the handler stops itself within half a second and says so (Gradio's cancellation would
         # mark the status "Error"); see WorldStitchApp._run
         cancel_btn.click(
@@ -294,6 +360,36 @@ def _estimate(runner: Runner, image, mode, quality, aspect, width, height, fov, 
         return estimate_text(config, profile, photo_size(image))
     except (TypeError, ValueError):
         return ""
+
+
+def _wire_objects(app: WorldStitchApp, runs, results, scene, pending, parts: dict, controls: list) -> None:
+    """The objects panel's events: shown after each run or grow, click to place and preview, add, clear.
+
+    Adding and clearing write the scene's files again: they queue with the jobs (one at a time) and Cancel stops
+    them; the clicks and previews are quick and run beside them.
+    """
+    panel, view, image, note, table = (parts[name] for name in ("panel", "view", "image", "note", "table"))
+    for run in runs:
+        run.success(
+            app.objects_panel, scene, [panel, view, image, table, pending], queue=False, api_visibility="private"
+        )
+    occlusion = controls[-1]
+    private = dict(api_visibility="private", concurrency_limit=2, concurrency_id="objects-preview")
+    view.release(app.show_view, [scene, view, occlusion], [image, pending], **private)
+    image.select(app.place, [scene, view, *controls], [pending, image, note], show_progress="minimal", **private)
+    for control in controls:
+        listener = control.release if isinstance(control, gr.Slider) else control.change
+        listener(app.adjust, [scene, pending, *controls], [image, note], show_progress="hidden", **private)
+    written = [*results, table, image, pending, note]
+    queued = dict(
+        api_visibility="private",
+        concurrency_limit=1,
+        concurrency_id="gpu",
+        show_progress="full",
+        show_progress_on=[results[0]],
+    )
+    parts["add"].click(app.add_object, [scene, pending, *controls], written, **queued)
+    parts["clear"].click(app.clear_objects, [scene, view, occlusion], written, **queued)
 
 
 def _grow_panel(token, downloads):

@@ -12,6 +12,12 @@ empties), and the job folder is removed when the handler finishes, fails or is c
 scene, kept in a bounded :class:`SceneStore` (a few scenes, each within :class:`pipeline.grow_more.GrowLimits`);
 growing runs like a job (same queue, lock, cancel and folders) through the runner's ``grow``.
 
+Objects (:mod:`webui.objects_ui`): a click on a generated view places an object on the clicked surface and shows it
+drawn into that view (a preview, no job); "Add object" re-exports the kept scene with every placed object
+(:class:`ObjectsRequest`, :func:`pipeline.job.objects_job`: the fitted splats are reused, no growing) through the same
+queue, lock, cancel and staged folders as a job. The objects are kept with the scene and drawn into it again after
+each "grow where I look".
+
 On a ZeroGPU Space (``SPACES_ZERO_GPU`` set, :func:`pipeline.space.is_zero_gpu`) the GPU part runs inside
 ``spaces.GPU(duration=...)``, the duration computed per job from its mode, quality and size
 (:func:`webui.estimate.zero_gpu_seconds`); its arguments are picklable (a :class:`pipeline.job.JobRequest` or a
@@ -50,6 +56,17 @@ from pipeline.job import JobError, JobOutputs, JobRequest
 from pipeline.space import is_zero_gpu
 from webui.estimate import zero_gpu_seconds
 from webui.form import JobInputs, Limits, check_form, check_number, form_fields
+from webui.objects_ui import (
+    MAX_SCENE_OBJECTS,
+    Click,
+    SceneObject,
+    check_choice,
+    check_click,
+    object_rows,
+    occluder_for,
+    place_object,
+    view_with_objects,
+)
 from webui.settings import AppSettings
 
 logger = logging.getLogger("worldstitch.app")
@@ -87,6 +104,37 @@ class GrowRequest:
     pitch_deg: float
     limits: object
     """:class:`pipeline.grow_more.GrowLimits` of the session."""
+    objects: tuple[SceneObject, ...] = ()
+    """The objects placed in the scene: drawn into the grown scene too."""
+
+
+@dataclass
+class ObjectsRequest:
+    """Write a kept scene again with these objects in it (picklable; runs on the CPU, no model needed)."""
+
+    result: SceneResult
+    config: RunConfig
+    objects: tuple[SceneObject, ...]
+    splats: object | None
+    """The scene's fitted splats (reused: no fit), or None to fit them again."""
+    occlusion: str = "depth test"
+    """:data:`webui.objects_ui.OCCLUSION_CHOICES`: how the downloaded frames hide the objects."""
+
+
+def export_objects(request: ObjectsRequest, out_dir, progress=None, cancel=None) -> JobOutputs:
+    """Run :func:`pipeline.job.objects_job` for ``request`` (the objects are built here, in the worker)."""
+    from pipeline.job import objects_job
+
+    return objects_job(
+        request.result,
+        request.config,
+        [obj.build() for obj in request.objects],
+        out_dir,
+        progress=progress,
+        cancel=cancel,
+        splats=request.splats,
+        occluder=occluder_for(request.occlusion),
+    )
 
 
 class PipelineRunner:
@@ -116,6 +164,7 @@ class PipelineRunner:
             progress=progress,
             cancel=cancel,
             limits=request.limits,
+            objects=[obj.build() for obj in request.objects],
         )
 
 
@@ -179,12 +228,13 @@ class _Failed:
 
 def stream_job(
     runner: Runner,
-    request: JobRequest | GrowRequest,
+    request: JobRequest | GrowRequest | ObjectsRequest,
     out_dir: Path,
     cancel: threading.Event,
     gpu_lock: threading.Lock,
 ) -> Iterator[ProgressEvent | JobOutputs | None]:
-    """Run ``runner`` (or ``runner.grow`` for a :class:`GrowRequest`) in a worker thread; yield its progress events,
+    """Run ``runner`` (``runner.grow`` for a :class:`GrowRequest`, :func:`export_objects` for an
+    :class:`ObjectsRequest`) in a worker thread; yield its progress events,
     ``None`` every :data:`HEARTBEAT_S` without news, and finally its :class:`JobOutputs`. The job's exception is
     re-raised here.
 
@@ -201,7 +251,10 @@ def stream_job(
                     if cancel.is_set():
                         raise Cancelled("cancelled while waiting for the previous job to stop")
             try:
-                job = runner.grow if isinstance(request, GrowRequest) else runner
+                if isinstance(request, ObjectsRequest):
+                    job = export_objects
+                else:
+                    job = runner.grow if isinstance(request, GrowRequest) else runner
                 events.put(_Finished(job(request, out_dir, progress=events.put, cancel=cancel)))
             finally:
                 gpu_lock.release()
@@ -242,7 +295,7 @@ def _gpu_wrapped(runner: Runner, gpu_lock: threading.Lock, duration_s: int | Non
         try:
             for item in stream_job(runner, request, Path(out_dir), cancel, gpu_lock):
                 if isinstance(item, JobOutputs):  # the scene comes back on the CPU (kept for "grow where I look")
-                    item = replace(item, result=_on_cpu(item.result))
+                    item = replace(item, result=_on_cpu(item.result), splats=_on_cpu(item.splats))
                 yield item
         except Cancelled:
             return
@@ -285,12 +338,18 @@ def spaces_available() -> bool:
 
 @dataclass
 class KeptScene:
-    """A finished scene a session may grow further."""
+    """A finished scene a session may grow further and place objects in."""
 
     result: SceneResult
     config: RunConfig
     used: float
     """``time.monotonic()`` of its last use."""
+    objects: tuple[SceneObject, ...] = ()
+    """Objects placed in it (not in ``result``: growing continues from the scene itself)."""
+    splats: object | None = None
+    """Its fitted splats without the objects (``JobOutputs.splats``), reused when objects are added."""
+    occlusion: str = "depth test"
+    """How its downloaded frames hide the objects (the last choice)."""
 
 
 class SceneStore:
@@ -304,12 +363,22 @@ class SceneStore:
         self._scenes: collections.OrderedDict[str, KeptScene] = collections.OrderedDict()
         self._guard = threading.Lock()
 
-    def put(self, result: SceneResult, config: RunConfig, token: str | None = None) -> str:
-        """Keep ``result`` (under ``token``, replacing what it held, or a new token); returns the token."""
+    def put(
+        self,
+        result: SceneResult,
+        config: RunConfig,
+        token: str | None = None,
+        *,
+        objects: tuple[SceneObject, ...] = (),
+        splats=None,
+        occlusion: str = "depth test",
+    ) -> str:
+        """Keep ``result`` (under ``token``, replacing what it held, or a new token) with its objects and fitted
+        splats; returns the token."""
         token = token or uuid.uuid4().hex
         with self._guard:
             self._scenes.pop(token, None)
-            self._scenes[token] = KeptScene(result, config, time.monotonic())
+            self._scenes[token] = KeptScene(result, config, time.monotonic(), tuple(objects), splats, occlusion)
             self._expire()
             while len(self._scenes) > self.max_scenes:
                 self._scenes.popitem(last=False)
@@ -478,7 +547,10 @@ class WorldStitchApp:
         for update in self._run(job_request, request, progress):
             if isinstance(update, _Done):
                 outputs = update.outputs
-                token = self.scenes.put(outputs.result, inputs.config) if outputs.result is not None else skip
+                if outputs.result is not None:
+                    token = self.scenes.put(outputs.result, inputs.config, splats=outputs.splats)
+                else:
+                    token = skip
                 status, *shown = self._results(outputs, inputs.seed, depth_warnings, update.seconds)
                 yield status, *shown, inputs.seed, token
             else:
@@ -493,18 +565,137 @@ class WorldStitchApp:
         pitch = check_number(pitch, "Look up/down (pitch)", PITCH_RANGE, integer=False)
         kept = self.scenes.get(token)
         skip = gr.skip()
-        grow_request = GrowRequest(kept.result, kept.config, yaw, pitch, self.settings.grow_limits)
+        grow_request = GrowRequest(kept.result, kept.config, yaw, pitch, self.settings.grow_limits, kept.objects)
         for update in self._run(grow_request, request, progress):
             if isinstance(update, _Done):
                 outputs = update.outputs
-                self.scenes.put(outputs.result, kept.config, token)
+                self.scenes.put(outputs.result, kept.config, token, objects=kept.objects, splats=outputs.splats)
                 status, *shown = self._results(outputs, kept.config.scene.seed, [], update.seconds)
                 status = f"Grew toward yaw {yaw:g}°, pitch {pitch:g}° · " + status
                 yield status, *shown, token
             else:
                 yield _shown(update), skip, skip, skip, skip, skip
 
-    def _run(self, job: JobRequest | GrowRequest, request: gr.Request | None, progress):
+    # objects -------------------------------------------------------------------------------------------------------
+
+    def objects_panel(self, token):
+        """After a run or a grow: the objects panel for this session's scene (view 0, its objects, no pending click).
+
+        Returns (panel, view slider, view image, objects table, pending click).
+        """
+        try:
+            kept = self.scenes.get(token)
+        except gr.Error:
+            return gr.update(visible=False), gr.skip(), None, [], None
+        frames = kept.result.frames
+        image = view_with_objects(frames[0], list(kept.objects), kept.occlusion)
+        views = gr.update(maximum=max(len(frames) - 1, 1), value=0, interactive=len(frames) > 1)
+        return gr.update(visible=True), views, image, object_rows(list(kept.objects)), None
+
+    def show_view(self, token, view, occlusion):
+        """The chosen view with the scene's objects, ready to be clicked. Returns (view image, pending click)."""
+        kept = self.scenes.get(token)
+        view = check_number(view, "View", (0, len(kept.result.frames) - 1), integer=True)
+        occlusion = check_choice("box", 1.0, "#000000", 0, 0, 0, 0, 1, None, occlusion).occlusion
+        return view_with_objects(kept.result.frames[view], list(kept.objects), occlusion), None
+
+    def place(self, token, view, kind, size, color, turn, right, up, away, scale, mesh, occlusion, evt: gr.SelectData):
+        """A click on the shown view: the object stands on the clicked surface; the view shows it (not added yet).
+
+        The arguments after ``view`` are the panel's controls (see :func:`webui.objects_ui.check_choice`); Gradio
+        passes the click as ``evt`` (its ``index`` is [column, row] in the view's pixels).
+        Returns (pending click, preview image, note).
+        """
+        controls = (kind, size, color, turn, right, up, away, scale, mesh, occlusion)
+        kept = self.scenes.get(token)
+        view = check_number(view, "View", (0, len(kept.result.frames) - 1), integer=True)
+        frame = kept.result.frames[view]
+        index = getattr(evt, "index", None)
+        if not (isinstance(index, (list, tuple)) and len(index) == 2):
+            raise gr.Error("Click a pixel of the view.")
+        height, width = frame.depth.shape
+        column = int(check_number(index[0], "Clicked column", (0, width - 1), integer=True))
+        row = int(check_number(index[1], "Clicked row", (0, height - 1), integer=True))
+        click = Click(view, column, row)
+        return (click, *self._preview(kept, click, controls))
+
+    def adjust(self, token, click, *controls):
+        """The pending object again after a control changed. Returns (preview image, note); no click, no change."""
+        if click is None:
+            return gr.skip(), gr.skip()
+        kept = self.scenes.get(token)
+        return self._preview(kept, check_click(click, len(kept.result.frames)), controls)
+
+    def _preview(self, kept: KeptScene, click: Click, controls) -> tuple:
+        choice = check_choice(*controls)
+        frame = kept.result.frames[click.view]
+        obj = place_object(frame, click, choice)
+        image = view_with_objects(frame, [*kept.objects, obj], choice.occlusion)
+        x, y, z = obj.spec.position
+        note = (
+            f"Preview: {obj.spec.kind} at ({x:.2f}, {y:.2f}, {z:.2f}) on the surface at pixel "
+            f"({click.column}, {click.row}) of view {click.view}. Press **Add object** to put it into the scene."
+        )
+        return image, note
+
+    def add_object(
+        self,
+        token,
+        click,
+        kind,
+        size,
+        color,
+        turn,
+        right,
+        up,
+        away,
+        scale,
+        mesh,
+        occlusion,
+        request: gr.Request | None = None,
+        progress=gr.Progress(),
+    ):
+        """Put the pending object into the scene: viewer, video and downloads are written again with every object.
+
+        Yields (status, viewer, downloads, gallery, timings, objects table, view image, pending click, note).
+        """
+        kept = self.scenes.get(token)
+        click = check_click(click, len(kept.result.frames))
+        choice = check_choice(kind, size, color, turn, right, up, away, scale, mesh, occlusion)
+        if len(kept.objects) >= MAX_SCENE_OBJECTS:
+            raise gr.Error(f"A scene holds at most {MAX_SCENE_OBJECTS} objects: clear them to start again.")
+        obj = place_object(kept.result.frames[click.view], click, choice)
+        yield from self._write_objects(
+            token, kept, (*kept.objects, obj), choice.occlusion, click.view, request, progress
+        )
+
+    def clear_objects(self, token, view, occlusion, request: gr.Request | None = None, progress=gr.Progress()):
+        """Remove every object: the scene's files are written again as they were generated.
+
+        Yields what :meth:`add_object` yields.
+        """
+        kept = self.scenes.get(token)
+        view = check_number(view, "View", (0, len(kept.result.frames) - 1), integer=True)
+        occlusion = check_choice("box", 1.0, "#000000", 0, 0, 0, 0, 1, None, occlusion).occlusion
+        yield from self._write_objects(token, kept, (), occlusion, view, request, progress)
+
+    def _write_objects(self, token, kept: KeptScene, objects: tuple, occlusion: str, view: int, request, progress):
+        skip = gr.skip()
+        job = ObjectsRequest(kept.result, kept.config, objects, kept.splats, occlusion)
+        for update in self._run(job, request, progress):
+            if isinstance(update, _Done):
+                outputs = update.outputs
+                self.scenes.put(
+                    kept.result, kept.config, token, objects=objects, splats=kept.splats, occlusion=occlusion
+                )
+                status, *shown = self._results(outputs, kept.config.scene.seed, [], update.seconds)
+                what = f"{plural(len(objects), 'object')} in the scene" if objects else "No objects in the scene"
+                image = view_with_objects(kept.result.frames[view], list(objects), occlusion)
+                yield f"{what} · {status}", *shown, object_rows(list(objects)), image, None, ""
+            else:
+                yield _shown(update), *([skip] * 8)
+
+    def _run(self, job: JobRequest | GrowRequest | ObjectsRequest, request: gr.Request | None, progress):
         """Run ``job`` in a folder of its own; yields status lines (while it runs: the progress display's text), then
         a :class:`_Done` or the cancel message.
 
@@ -522,7 +713,7 @@ class WorldStitchApp:
         last_event: ProgressEvent | None = None
         failure: gr.Error | None = None
         try:
-            if self.gpu_job is not None:
+            if self.gpu_job is not None and not isinstance(job, ObjectsRequest):  # objects need no accelerator
                 stream = self.gpu_job(job, str(job_dir))
             else:
                 stream = stream_job(self.runner, job, job_dir, cancel, self.gpu_lock)
