@@ -21,13 +21,15 @@ How the 2D stage works:
    (count, prefix sum, fill; serial) over that order, so each tile's list is already depth-sorted: a stable sort
    by (tile, depth) in O(pairs).
 2. Forward (``prange`` over tiles, biggest tiles first): each tile walks its list front to back and, for each
-   Gaussian, visits only the pixels inside its ellipse (the x-span of every row is solved from the quadratic, then
-   checked pixel by pixel with the exact alpha), so the work is the contributing (Gaussian, pixel) pairs plus one
-   span per row. Per pixel it keeps the transmittance, stops before the Gaussian that would take it to
+   Gaussian, visits the rows of its footprint's bounding box, 8 pixels of a row at a time as vector lanes (16 when
+   the footprint is wider than 8 columns in this tile): alpha = min(ALPHA_MAX, opacity · exp(-power)) with a
+   polynomial exp (:func:`_exp_neg`), masked where power > ln(255 · opacity) (alpha < ALPHA_MIN) or where the
+   pixel has terminated. Per pixel it keeps the transmittance, stops before the Gaussian that would take it to
    TRANSMITTANCE_MIN or below, and stores the final transmittance and the last contributor for the backward pass.
-3. Backward (``prange`` over tiles): each tile walks its list back to front, recovering the transmittance before
-   each contributor by division (T_before = T_after / (1 - alpha)) and the colour behind it as a running sum; the
-   gradient of one Gaussian within one tile is summed in registers and written to that (tile, Gaussian) entry.
+3. Backward (``prange`` over tiles): each tile walks its list back to front over the same lanes and masks (plus
+   "composited in forward"), recovering the transmittance before each contributor by division
+   (T_before = T_after / (1 - alpha)) and the colour behind it as a running sum; the gradient of one Gaussian
+   within one tile is summed in vector registers (a fixed order) and written to that (tile, Gaussian) entry.
    Entries belong to exactly one tile, so there are no races; a parallel pass over Gaussians then sums each
    one's entries (the binning recorded where they went).
    The result is deterministic whatever the thread count.
@@ -53,7 +55,9 @@ import threading
 import numba
 import numpy as np
 import torch
-from numba import njit, prange
+from llvmlite import ir as llvm_ir
+from numba import njit, prange, types
+from numba.extending import intrinsic
 from torch import Tensor
 
 from core.cameras import Camera
@@ -81,19 +85,29 @@ is set in the environment."""
 PARALLEL_CHUNK_TILES = 1
 """Tiles are handed to threads one at a time (dynamic scheduling) instead of numba's default static split:
 a thread that loses its core to another process then delays the frame by one tile, not by half the image."""
-SPAN_MARGIN_PX = 1
-"""Pixels added on each side of a footprint's bounding box (float64, once per Gaussian): absorbs rounding; rows of
-the box that miss the ellipse cost one test each."""
-SPAN_SLACK_PX = 1e-3
-"""A row's solved span (float32) is widened by this much on each side, far more than its rounding error (~1e-5 px
-at 256 px), so a pixel centred on the alpha = ALPHA_MIN boundary is still tested with the exact alpha; a whole
-pixel of margin would test two extra pixels per row, about as many as the row's real pairs for small splats."""
+BOX_SLACK_PX = 1e-3
+"""A footprint's bounding box (solved in float64) is widened by this much on each side before rounding to pixels:
+far more than the float32 rounding of the kernels' alpha test (~1e-5 px at 256 px), so a pixel centred on the
+alpha = ALPHA_MIN boundary is still tested; a whole pixel of margin would add ~2 rows of work to a small splat's
+~4."""
+LANE_BLOCK = 8
+"""Pixels of a tile row the kernels process together: one AVX2 vector of float32 (AVX-512 machines also run 256-bit
+vectors, LLVM's default there). A footprint whose columns within the tile fit in 8 is done in one block, others in
+two (the whole tile row)."""
 PARALLEL_CHUNK_GAUSSIANS = 4096
 """Gaussians per work item in the projection kernels: uniform, cheap work, so large items (little scheduling) that
 still leave a few dozen items at 100k Gaussians for dynamic balancing."""
 PACKED_COLUMNS = 10
 RGB_COLUMNS = slice(6, 9)  # where r, g, b sit in a packed row (u, v, conic a b c, opacity, r g b, z)
 """Per-Gaussian values of the 2D stage, one float32 row each: u, v, conic a, b, c, opacity, r, g, b, z."""
+POWER_CLAMP = 80.0
+"""The exponent handed to _exp_neg is clamped to this (exp(-80) ~ 2e-35, still a normal float32): a lane far
+outside a footprint then cannot overflow the exponent bits. Such lanes are masked anyway (power > ln(255 o))."""
+KERNEL_FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}  # a set: numba rejects frozenset
+"""LLVM fast-math flags of the forward and backward kernels: "reassoc" lets the per-Gaussian gradient sums and the
+count of finished pixels be vectorised across a tile row's lanes (a fixed summation order, so results do not
+depend on the thread count); "contract" gives fused multiply-adds. Not "nnan"/"ninf": the kernels must not assume
+away non-finite inputs (measured: they would not be faster either)."""
 
 # float32 constants, so that numba keeps the kernels' arithmetic in float32 (Python floats would promote to float64)
 _F_HALF = np.float32(0.5)
@@ -102,7 +116,16 @@ _F_ZERO = np.float32(0.0)
 _F_ALPHA_MAX = np.float32(ALPHA_MAX)
 _F_ALPHA_MIN = np.float32(ALPHA_MIN)
 _F_T_MIN = np.float32(TRANSMITTANCE_MIN)
-_F_SLACK = np.float32(SPAN_SLACK_PX)
+_F_POWER_CLAMP = np.float32(POWER_CLAMP)
+# exp(-p) = 2^-n · exp(-r), n = round(p / ln 2), r = p - n ln 2 in [-ln2/2, ln2/2] (Cody-Waite: ln 2 split in a
+# part with few mantissa bits, so n · _F_LN2_HI is exact, plus the rest); exp(-r) by its Taylor polynomial of
+# degree 6 (truncation |r|^7/7! <= 1.3e-7 relative), 2^-n built from its exponent bits.
+_F_LOG2E = np.float32(1.0 / math.log(2.0))
+_F_LN2_HI = np.float32(0.693145751953125)  # ln 2 to 16 bits: n · _F_LN2_HI is exact for |n| < 256
+_F_LN2_LO = np.float32(math.log(2.0) - 0.693145751953125)
+_F_EXP_C3, _F_EXP_C4, _F_EXP_C5, _F_EXP_C6 = (np.float32(1.0 / math.factorial(i)) for i in (3, 4, 5, 6))
+_FLOAT32_EXPONENT_BIAS = 127
+_FLOAT32_MANTISSA_BITS = 23
 
 if "NUMBA_THREADING_LAYER" not in os.environ:
     numba.config.THREADING_LAYER = THREADING_LAYER
@@ -132,9 +155,9 @@ def _set_threads(chunk: int) -> None:
 # --- binning (no gradients) ---------------------------------------------------------------------------------------
 # Drawn Gaussians are renumbered front to back ("ranks") and their values copied into one float32 table in that
 # order, so that a tile walking its list reads memory in increasing order instead of jumping across all N.
-SORTED_COLUMNS = 13
-"""Columns of the depth-sorted table: the 10 packed values, then the footprint's row-span coefficients
-(slope = b/a, k0 = 2t/a, k1 = det(Q)/a², see _footprints)."""
+SORTED_COLUMNS = 11
+"""Columns of the depth-sorted table: the 10 packed values, then the footprint's power limit ln(255 · opacity)
+(alpha >= ALPHA_MIN  <=>  power <= that limit, so the kernels reject a pixel without an exp)."""
 
 
 @njit(parallel=True, cache=True)
@@ -144,31 +167,30 @@ def _footprints(
     height,
     width,
 ):
-    """Per Gaussian: the alpha >= ALPHA_MIN ellipse's row-span coefficients, pixel bounding box and radius.
+    """Per Gaussian: the alpha >= ALPHA_MIN ellipse's power limit, pixel bounding box and radius.
 
-    With Q = [[a, b], [b, c]] the conic and t = ln(255 · opacity), the footprint is 0.5 dᵀ Q d <= t. Along the
-    row at offset dy it spans dx + (b/a) dy = ± sqrt(2t/a - det(Q)/a² · dy²), and its extents are sqrt(2t Σxx),
-    sqrt(2t Σyy) with Σ = Q⁻¹. Radius 0 = not drawn (invalid, too faint or off-screen).
+    With Q = [[a, b], [b, c]] the conic and t = ln(255 · opacity), the footprint is 0.5 dᵀ Q d <= t, and its
+    extents are sqrt(2t Σxx), sqrt(2t Σyy) with Σ = Q⁻¹. Radius 0 = not drawn (invalid, too faint or off-screen).
     """
     m = packed.shape[0]
     # Allocated outside any parallel loop on purpose: numba turns np.zeros into a parfor of its own, which with
     # a chunk size of 1 is scheduled element by element (measured 50× slower than the whole function).
-    span, box, radii = _zeros_footprints(m)  # [M, 3] slope, k0, k1; [M, 4] x0, x1, y0, y1 (inclusive); [M]
+    power_max, box, radii = _zeros_footprints(m)  # [M]; [M, 4] x0, x1, y0, y1 (inclusive); [M]
     for chunk in prange((m + PARALLEL_CHUNK_GAUSSIANS - 1) // PARALLEL_CHUNK_GAUSSIANS):
         start = chunk * PARALLEL_CHUNK_GAUSSIANS
         _footprints_range(
-            start, min(m, start + PARALLEL_CHUNK_GAUSSIANS), packed, valid, height, width, span, box, radii
+            start, min(m, start + PARALLEL_CHUNK_GAUSSIANS), packed, valid, height, width, power_max, box, radii
         )
-    return span, box, radii
+    return power_max, box, radii
 
 
 @njit(cache=True)
 def _zeros_footprints(m):
-    return np.zeros((m, 3), np.float32), np.zeros((m, 4), np.int32), np.zeros(m, np.int32)
+    return np.zeros(m, np.float32), np.zeros((m, 4), np.int32), np.zeros(m, np.int32)
 
 
 @njit(cache=True)
-def _footprints_range(start, stop, packed, valid, height, width, span, box, radii):
+def _footprints_range(start, stop, packed, valid, height, width, power_max, box, radii):
     """Gaussians start..stop-1 of _footprints (rows of those not drawn stay zero)."""
     for g in range(start, stop):
         u, v = np.float64(packed[g, 0]), np.float64(packed[g, 1])
@@ -181,14 +203,14 @@ def _footprints_range(start, stop, packed, valid, height, width, span, box, radi
         t = np.float64(math.log(opacity / _F_ALPHA_MIN))
         ex = min(math.sqrt(2.0 * t * c / det), 1e7)  # clipped: beyond any image, and safe to convert to int
         ey = min(math.sqrt(2.0 * t * a / det), 1e7)
-        x0 = max(0, math.ceil(u - ex - 0.5) - SPAN_MARGIN_PX)
-        x1 = min(width - 1, math.floor(u + ex - 0.5) + SPAN_MARGIN_PX)
-        y0 = max(0, math.ceil(v - ey - 0.5) - SPAN_MARGIN_PX)
-        y1 = min(height - 1, math.floor(v + ey - 0.5) + SPAN_MARGIN_PX)
+        x0 = max(0, math.ceil(u - ex - 0.5 - BOX_SLACK_PX))
+        x1 = min(width - 1, math.floor(u + ex - 0.5 + BOX_SLACK_PX))
+        y0 = max(0, math.ceil(v - ey - 0.5 - BOX_SLACK_PX))
+        y1 = min(height - 1, math.floor(v + ey - 0.5 + BOX_SLACK_PX))
         radius = math.ceil(max(ex, ey))
         if x0 > x1 or y0 > y1 or radius <= 0:
             continue
-        span[g, 0], span[g, 1], span[g, 2] = b / a, 2.0 * t / a, det / (a * a)
+        power_max[g] = t
         box[g, 0], box[g, 1], box[g, 2], box[g, 3] = x0, x1, y0, y1
         radii[g] = radius
 
@@ -196,19 +218,18 @@ def _footprints_range(start, stop, packed, valid, height, width, span, box, radi
 @njit(parallel=True, cache=True)
 def _sorted_table(
     packed,  # [M, 10] float32
-    span,  # [M, 3] float32
+    power_max,  # [M] float32
     box,  # [M, 4] int32
     order,  # [D] int64, drawn Gaussians front to back
 ):
-    """The drawn Gaussians' values [D, 13] and boxes [D, 4], in depth order."""
+    """The drawn Gaussians' values [D, 11] and boxes [D, 4], in depth order."""
     table = np.empty((order.shape[0], SORTED_COLUMNS), np.float32)
     sorted_box = np.empty((order.shape[0], 4), np.int32)
     for k in prange(order.shape[0]):  # a gather: cheap enough per item for numba's parfor
         g = order[k]
         for col in range(PACKED_COLUMNS):
             table[k, col] = packed[g, col]
-        for col in range(3):
-            table[k, PACKED_COLUMNS + col] = span[g, col]
+        table[k, PACKED_COLUMNS] = power_max[g]
         for col in range(4):
             sorted_box[k, col] = box[g, col]
     return table, sorted_box
@@ -252,25 +273,80 @@ def _tile_lists(
     return offsets, ranks, rank_offsets, by_rank
 
 
-@njit(cache=True)
-def _row_span(u, slope, k0, k1, dy, x_lo, x_hi):
-    """Pixel columns of the row at offset ``dy`` inside a footprint (centre column u, row-span coefficients slope,
-    k0, k1 from _footprints), widened by SPAN_MARGIN_PX and clipped to [x_lo, x_hi]; lo > hi when the row misses
-    it. Scalars only: numba passes arrays to calls with reference counting, too slow for once per row."""
-    half2 = k0 - k1 * dy * dy
-    if half2 < _F_ZERO:
-        return 1, 0
-    half = np.float32(math.sqrt(half2))
-    centre = u - slope * dy - _F_HALF  # column whose centre is the span's middle
-    return max(x_lo, math.ceil(centre - half - _F_SLACK)), min(x_hi, math.floor(centre + half + _F_SLACK))
-
-
 # --- forward and backward kernels ---------------------------------------------------------------------------------
+# Both kernels keep a tile's per-pixel state in one [channels, 256] float32 array (pixel index row · TILE_SIZE +
+# column) and process a Gaussian one tile row at a time, in blocks of LANE_BLOCK pixels that are independent lanes
+# with no branch (masks become selects or multiplications by zero), so LLVM vectorises them. Keeping every channel
+# in one array lets LLVM prove that the channels do not overlap (constant distance), so it needs no run-time alias
+# checks per row. A lane outside the footprint is masked by its power, which also decides whether _exp_neg's value
+# is used, so forward and backward see identical alphas.
+# Everything the lanes read or write is a channel of that array at the pixel's own index (even the pixel-centre x,
+# and the last contributor's entry index, kept as the bits of an int32): LLVM vectorises a loop of only 8
+# iterations only when it needs no run-time alias check, i.e. when every access is provably disjoint.
+# Indices are made unsigned (np.uint64): numba then skips its negative-index wraparound, which otherwise turns each
+# load into a select that blocks vectorisation. Integers in the lanes are avoided for the same reason (numba widens
+# int32 arithmetic to int64, halving the vector width): the finished-pixel count is a float32 sum.
+# Channels of the forward kernel's state: transmittance, terminated (1.0; also pixels outside the image), r, g, b, z
+# accumulators, pixel-centre x, entry index of the last contributor (int32 bits; -1 if none).
+_FWD_TRANS, _FWD_DONE, _FWD_R, _FWD_G, _FWD_B, _FWD_Z, _FWD_X, _FWD_LAST = range(8)
+# Channels of the backward kernel's state: transmittance after the current Gaussian, Σ_{j behind} s_j α_j T_j,
+# d loss / d (r, g, b, z, alpha) of the pixel, pixel-centre x, last contributor (int32 bits; -1 outside the image).
+_BWD_TRANS, _BWD_BEHIND, _BWD_GR, _BWD_GG, _BWD_GB, _BWD_GZ, _BWD_GA, _BWD_X, _BWD_LAST = range(9)
 
 
-@njit(parallel=True, cache=True)
+@intrinsic
+def _float32_from_bits(typingctx, bits):
+    """Reinterpret an int32's bits as a float32 (no conversion): builds 2^n from its exponent field."""
+    sig = types.float32(types.int32)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], llvm_ir.FloatType())
+
+    return sig, codegen
+
+
+@intrinsic
+def _int32_from_bits(typingctx, bits):
+    """Reinterpret a float32's bits as an int32 (the inverse of _float32_from_bits)."""
+    sig = types.int32(types.float32)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], llvm_ir.IntType(32))
+
+    return sig, codegen
+
+
+@njit(cache=True, inline="always", fastmath=KERNEL_FASTMATH)
+def _exp_neg(power):
+    """exp(-power) in float32 for -0.34 <= power <= POWER_CLAMP, relative error below 3e-7 (libm's expf would be
+    a call per lane, which stops vectorisation). Branch-free; see the constants' comment for the method."""
+    n = np.floor(power * _F_LOG2E + _F_HALF)  # float32
+    r = n * _F_LN2_HI - power
+    r = r + n * _F_LN2_LO  # -(power - n ln 2)
+    poly = _F_ONE + r * (_F_ONE + r * (_F_HALF + r * (_F_EXP_C3 + r * (_F_EXP_C4 + r * (_F_EXP_C5 + r * _F_EXP_C6)))))
+    scale = _float32_from_bits((np.int32(_FLOAT32_EXPONENT_BIAS) - np.int32(n)) << np.int32(_FLOAT32_MANTISSA_BITS))
+    return poly * scale
+
+
+@njit(cache=True, inline="always")
+def _lane_blocks(x0, x1, box_x0, box_x1):
+    """The first tile column and the number of LANE_BLOCK blocks that cover a footprint's columns in a tile."""
+    first = min(max(box_x0, x0) - x0, TILE_SIZE - LANE_BLOCK)
+    if min(box_x1, x1) - x0 < first + LANE_BLOCK:
+        return first, 1
+    return 0, TILE_SIZE // LANE_BLOCK
+
+
+@njit(cache=True, inline="always")
+def _tile_bounds(tile, tiles_x, height, width):
+    """Pixel bounds (inclusive) of a tile."""
+    x0, y0 = (tile % tiles_x) * TILE_SIZE, (tile // tiles_x) * TILE_SIZE
+    return x0, min(x0 + TILE_SIZE, width) - 1, y0, min(y0 + TILE_SIZE, height) - 1
+
+
+@njit(parallel=True, cache=True, fastmath=KERNEL_FASTMATH, error_model="numpy")
 def _forward_kernel(
-    table,  # [D, 13] float32, front to back
+    table,  # [D, 11] float32, front to back
     box,  # [D, 4] int32
     offsets,  # [T + 1] int64
     ranks,  # [E] int32
@@ -284,58 +360,61 @@ def _forward_kernel(
 ):
     for n in prange(tile_order.shape[0]):
         tile = tile_order[n]
-        x0, y0 = (tile % tiles_x) * TILE_SIZE, (tile // tiles_x) * TILE_SIZE
-        x1, y1 = min(x0 + TILE_SIZE, width) - 1, min(y0 + TILE_SIZE, height) - 1
-        trans = np.ones(TILE_SIZE * TILE_SIZE, np.float32)  # [256]
-        accum = np.zeros((TILE_SIZE * TILE_SIZE, 4), np.float32)  # [256, 4] r, g, b, z
-        last_tile = np.full(TILE_SIZE * TILE_SIZE, -1, np.int32)  # [256]
-        done = np.zeros(TILE_SIZE * TILE_SIZE, np.bool_)  # [256]
-        active = (x1 - x0 + 1) * (y1 - y0 + 1)
+        x0, x1, y0, y1 = _tile_bounds(tile, tiles_x, height, width)
+        state = np.zeros((_FWD_LAST + 1, TILE_SIZE * TILE_SIZE), np.float32)  # [8, 256]
+        for i in range(TILE_SIZE * TILE_SIZE):
+            state[_FWD_TRANS, i] = _F_ONE
+            state[_FWD_X, i] = np.float32(x0 + i % TILE_SIZE) + _F_HALF
+            state[_FWD_LAST, i] = _float32_from_bits(np.int32(-1))
+            if i % TILE_SIZE > x1 - x0 or i // TILE_SIZE > y1 - y0:
+                state[_FWD_DONE, i] = _F_ONE
+        active = np.float32((x1 - x0 + 1) * (y1 - y0 + 1))  # pixels still compositing
         for e in range(offsets[tile], offsets[tile + 1]):
             k = ranks[e]
             u, v, a, b, c, opacity = table[k, 0], table[k, 1], table[k, 2], table[k, 3], table[k, 4], table[k, 5]
-            red, green, blue, z = table[k, 6], table[k, 7], table[k, 8], table[k, 9]
-            slope, k0, k1 = table[k, 10], table[k, 11], table[k, 12]
+            red, green, blue, z, power_max = table[k, 6], table[k, 7], table[k, 8], table[k, 9], table[k, 10]
+            half_a, half_c, entry = _F_HALF * a, _F_HALF * c, _float32_from_bits(np.int32(e))
+            first, blocks = _lane_blocks(x0, x1, box[k, 0], box[k, 1])
             for py in range(max(y0, box[k, 2]), min(y1, box[k, 3]) + 1):
                 dy = np.float32(py) + _F_HALF - v
-                lo, hi = _row_span(u, slope, k0, k1, dy, x0, x1)
-                row = (py - y0) * TILE_SIZE - x0
-                for px in range(lo, hi + 1):
-                    i = row + px
-                    if done[i]:
-                        continue
-                    dx = np.float32(px) + _F_HALF - u
-                    power = _F_HALF * (a * dx * dx + c * dy * dy) + b * dx * dy
-                    alpha = min(_F_ALPHA_MAX, opacity * np.float32(math.exp(-power)))
-                    if alpha < _F_ALPHA_MIN:
-                        continue
-                    after = trans[i] * (_F_ONE - alpha)
-                    if after <= _F_T_MIN:  # early termination: this and everything behind are skipped
-                        done[i] = True
-                        active -= 1
-                        continue
-                    weight = alpha * trans[i]
-                    accum[i, 0] += weight * red
-                    accum[i, 1] += weight * green
-                    accum[i, 2] += weight * blue
-                    accum[i, 3] += weight * z
-                    trans[i] = after
-                    last_tile[i] = e
-            if active == 0:
+                b_dy, c_dy2 = b * dy, half_c * dy * dy
+                row = (py - y0) * TILE_SIZE + first
+                finished = _F_ZERO
+                for block in range(blocks):
+                    for lane in range(LANE_BLOCK):
+                        i = np.uint64(row + block * LANE_BLOCK + lane)
+                        dx = state[_FWD_X, i] - u
+                        power = dx * (half_a * dx + b_dy) + c_dy2  # ½ dᵀ Q d
+                        alpha = min(_F_ALPHA_MAX, opacity * _exp_neg(min(power, _F_POWER_CLAMP)))
+                        alpha = alpha if (power <= power_max) & (state[_FWD_DONE, i] == _F_ZERO) else _F_ZERO
+                        t = state[_FWD_TRANS, i]
+                        after = t * (_F_ONE - alpha)
+                        stop = after <= _F_T_MIN  # early termination: this and everything behind are skipped
+                        weight = _F_ZERO if stop else alpha * t
+                        state[_FWD_R, i] += weight * red
+                        state[_FWD_G, i] += weight * green
+                        state[_FWD_B, i] += weight * blue
+                        state[_FWD_Z, i] += weight * z
+                        state[_FWD_TRANS, i] = t if stop else after
+                        state[_FWD_DONE, i] = _F_ONE if stop else state[_FWD_DONE, i]
+                        state[_FWD_LAST, i] = entry if weight > _F_ZERO else state[_FWD_LAST, i]
+                        finished += _F_ONE if stop else _F_ZERO
+                active -= finished
+            if active < _F_HALF:
                 break
         for py in range(y0, y1 + 1):
             for px in range(x0, x1 + 1):
                 i = (py - y0) * TILE_SIZE + px - x0
-                for ch in range(4):
-                    out[py, px, ch] = accum[i, ch]
-                out[py, px, 4] = _F_ONE - trans[i]
-                final_t[py, px] = trans[i]
-                last[py, px] = last_tile[i]
+                out[py, px, 0], out[py, px, 1] = state[_FWD_R, i], state[_FWD_G, i]
+                out[py, px, 2], out[py, px, 3] = state[_FWD_B, i], state[_FWD_Z, i]
+                out[py, px, 4] = _F_ONE - state[_FWD_TRANS, i]
+                final_t[py, px] = state[_FWD_TRANS, i]
+                last[py, px] = _int32_from_bits(state[_FWD_LAST, i])
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, fastmath=KERNEL_FASTMATH, error_model="numpy")
 def _backward_kernel(
-    table,  # [D, 13] float32
+    table,  # [D, 11] float32
     box,  # [D, 4] int32
     offsets,  # [T + 1] int64
     ranks,  # [E] int32
@@ -350,65 +429,65 @@ def _backward_kernel(
 ):
     for n in prange(tile_order.shape[0]):
         tile = tile_order[n]
-        x0, y0 = (tile % tiles_x) * TILE_SIZE, (tile // tiles_x) * TILE_SIZE
-        x1, y1 = min(x0 + TILE_SIZE, width) - 1, min(y0 + TILE_SIZE, height) - 1
-        trans = np.ones(TILE_SIZE * TILE_SIZE, np.float32)  # [256] transmittance after the current Gaussian
-        behind = np.zeros(TILE_SIZE * TILE_SIZE, np.float32)  # [256] Σ_{j behind} s_j α_j T_j
-        grads = np.zeros((TILE_SIZE * TILE_SIZE, 5), np.float32)  # [256, 5]
-        last_tile = np.full(TILE_SIZE * TILE_SIZE, -1, np.int32)  # [256]
+        x0, x1, y0, y1 = _tile_bounds(tile, tiles_x, height, width)
+        state = np.zeros((_BWD_LAST + 1, TILE_SIZE * TILE_SIZE), np.float32)  # [9, 256]
+        for i in range(TILE_SIZE * TILE_SIZE):
+            state[_BWD_X, i] = np.float32(x0 + i % TILE_SIZE) + _F_HALF
+            state[_BWD_LAST, i] = _float32_from_bits(np.int32(-1))
         newest = offsets[tile] - 1
         for py in range(y0, y1 + 1):
             for px in range(x0, x1 + 1):
                 i = (py - y0) * TILE_SIZE + px - x0
-                trans[i] = final_t[py, px]
-                last_tile[i] = last[py, px]
+                state[_BWD_TRANS, i] = final_t[py, px]
+                state[_BWD_LAST, i] = _float32_from_bits(last[py, px])
                 newest = max(newest, last[py, px])
                 for ch in range(5):
-                    grads[i, ch] = grad_out[py, px, ch]
+                    state[_BWD_GR + ch, i] = grad_out[py, px, ch]
         for e in range(newest + 1, offsets[tile + 1]):  # never reached in forward
             for col in range(PACKED_COLUMNS):
                 grad_entries[e, col] = _F_ZERO
         for e in range(newest, offsets[tile] - 1, -1):
             k = ranks[e]
             u, v, a, b, c, opacity = table[k, 0], table[k, 1], table[k, 2], table[k, 3], table[k, 4], table[k, 5]
-            red, green, blue, z = table[k, 6], table[k, 7], table[k, 8], table[k, 9]
-            slope, k0, k1 = table[k, 10], table[k, 11], table[k, 12]
+            red, green, blue, z, power_max = table[k, 6], table[k, 7], table[k, 8], table[k, 9], table[k, 10]
+            half_a, half_c, entry = _F_HALF * a, _F_HALF * c, np.int32(e)
+            first, blocks = _lane_blocks(x0, x1, box[k, 0], box[k, 1])
             g_u = g_v = g_a = g_b = g_c = g_o = g_r = g_g = g_bl = g_z = _F_ZERO
             for py in range(max(y0, box[k, 2]), min(y1, box[k, 3]) + 1):
                 dy = np.float32(py) + _F_HALF - v
-                lo, hi = _row_span(u, slope, k0, k1, dy, x0, x1)
-                row = (py - y0) * TILE_SIZE - x0
-                for px in range(lo, hi + 1):
-                    i = row + px
-                    if e > last_tile[i]:
-                        continue
-                    dx = np.float32(px) + _F_HALF - u
-                    power = _F_HALF * (a * dx * dx + c * dy * dy) + b * dx * dy
-                    gauss_val = np.float32(math.exp(-power))
-                    raw = opacity * gauss_val
-                    alpha = min(_F_ALPHA_MAX, raw)
-                    if alpha < _F_ALPHA_MIN:
-                        continue
-                    inv_keep = _F_ONE / (_F_ONE - alpha)
-                    before = trans[i] * inv_keep
-                    weight = alpha * before
-                    gr, gg, gb, gz, ga = grads[i, 0], grads[i, 1], grads[i, 2], grads[i, 3], grads[i, 4]
-                    g_r += gr * weight
-                    g_g += gg * weight
-                    g_bl += gb * weight
-                    g_z += gz * weight
-                    value = gr * red + gg * green + gb * blue + gz * z + ga  # d loss / d weight
-                    d_alpha = before * value - behind[i] * inv_keep
-                    if raw <= _F_ALPHA_MAX:  # alpha not clamped: it depends on opacity and the power
+                b_dy, c_dy, c_dy2 = b * dy, c * dy, half_c * dy * dy
+                row = (py - y0) * TILE_SIZE + first
+                for block in range(blocks):
+                    for lane in range(LANE_BLOCK):
+                        i = np.uint64(row + block * LANE_BLOCK + lane)
+                        dx = state[_BWD_X, i] - u
+                        power = dx * (half_a * dx + b_dy) + c_dy2
+                        gauss_val = _exp_neg(min(power, _F_POWER_CLAMP))
+                        raw = opacity * gauss_val
+                        composited = entry <= _int32_from_bits(state[_BWD_LAST, i])  # in forward
+                        hit = (power <= power_max) & composited
+                        alpha = min(_F_ALPHA_MAX, raw) if hit else _F_ZERO  # 0: every update below is a no-op
+                        inv_keep = _F_ONE / (_F_ONE - alpha)
+                        before = state[_BWD_TRANS, i] * inv_keep
+                        weight = alpha * before
+                        gr, gg, gb, gz = state[_BWD_GR, i], state[_BWD_GG, i], state[_BWD_GB, i], state[_BWD_GZ, i]
+                        g_r += gr * weight
+                        g_g += gg * weight
+                        g_bl += gb * weight
+                        g_z += gz * weight
+                        value = gr * red + gg * green + gb * blue + gz * z + state[_BWD_GA, i]  # d loss / d weight
+                        d_alpha = before * value - state[_BWD_BEHIND, i] * inv_keep
+                        # only where alpha is not clamped does it depend on opacity and the power
+                        d_alpha = d_alpha if hit & (raw <= _F_ALPHA_MAX) else _F_ZERO
                         g_o += d_alpha * gauss_val
                         d_power = -alpha * d_alpha
                         g_a += _F_HALF * dx * dx * d_power
                         g_b += dx * dy * d_power
                         g_c += _F_HALF * dy * dy * d_power
-                        g_u -= (a * dx + b * dy) * d_power
-                        g_v -= (b * dx + c * dy) * d_power
-                    behind[i] += value * weight
-                    trans[i] = before
+                        g_u -= (a * dx + b_dy) * d_power
+                        g_v -= (b * dx + c_dy) * d_power
+                        state[_BWD_BEHIND, i] += value * weight
+                        state[_BWD_TRANS, i] = before
             grad_entries[e, 0], grad_entries[e, 1] = g_u, g_v
             grad_entries[e, 2], grad_entries[e, 3], grad_entries[e, 4] = g_a, g_b, g_c
             grad_entries[e, 5] = g_o
@@ -715,12 +794,12 @@ class _TileBins:
         tiles_y = (height + TILE_SIZE - 1) // TILE_SIZE
         with _KERNEL_LOCK:
             _set_threads(1)  # _footprints hands out chunks of PARALLEL_CHUNK_GAUSSIANS itself
-            span, box, self.radii = _footprints(packed, valid, height, width)
+            power_max, box, self.radii = _footprints(packed, valid, height, width)
         drawn = np.flatnonzero(self.radii > 0)
         self.order = drawn[np.argsort(packed[drawn, 9])]  # [D] front to back (ties: any order, as the reference)
         with _KERNEL_LOCK:
             _set_threads(PARALLEL_CHUNK_GAUSSIANS)
-            self.table, self.box = _sorted_table(packed, span, box, self.order)
+            self.table, self.box = _sorted_table(packed, power_max, box, self.order)
         self.offsets, self.ranks, self.rank_offsets, self.by_rank = _tile_lists(self.box, self.tiles_x, tiles_y)
         self.tile_order = np.argsort(-np.diff(self.offsets), kind="stable")  # biggest first: shorter tail
 
