@@ -17,9 +17,10 @@ How the 2D stage works:
 
 1. Binning (no gradients): each drawn Gaussian's footprint is its alpha >= ALPHA_MIN ellipse,
    ``dᵀ Q d <= 2 ln(255 · opacity)`` with Q the conic, whose bounding box gives the 16×16 tiles it touches. The
-   drawn Gaussians are copied front to back into one table (parallel), and tiles are filled by a counting sort
-   (count, prefix sum, fill; serial) over that order, so each tile's list is already depth-sorted: a stable sort
-   by (tile, depth) in O(pairs).
+   drawn Gaussians are ranked front to back, and tiles are filled by a counting sort (count, prefix sum, fill;
+   serial) over that order, so each tile's list is already depth-sorted: a stable sort by (tile, depth) in
+   O(pairs). Each (tile, Gaussian) entry then gets its own 64-byte copy of the Gaussian's values (parallel), so
+   that the kernels read memory in order instead of one scattered row per entry.
 2. Forward (``prange`` over tiles, biggest tiles first): each tile walks its list front to back and, for each
    Gaussian, visits the rows of its footprint's bounding box, 8 pixels of a row at a time as vector lanes (16 when
    the footprint is wider than 8 columns in this tile): alpha = min(ALPHA_MAX, opacity · exp(-power)) with a
@@ -153,11 +154,13 @@ def _set_threads(chunk: int) -> None:
 
 
 # --- binning (no gradients) ---------------------------------------------------------------------------------------
-# Drawn Gaussians are renumbered front to back ("ranks") and their values copied into one float32 table in that
-# order, so that a tile walking its list reads memory in increasing order instead of jumping across all N.
-SORTED_COLUMNS = 11
-"""Columns of the depth-sorted table: the 10 packed values, then the footprint's power limit ln(255 · opacity)
-(alpha >= ALPHA_MIN  <=>  power <= that limit, so the kernels reject a pixel without an exp)."""
+# Drawn Gaussians are renumbered front to back ("ranks"); each tile's list holds ranks in increasing order, and each
+# (tile, Gaussian) entry gets its own copy of the Gaussian's values (see _entry_table).
+ENTRY_COLUMNS = 16
+"""Columns of the per-entry table: the 10 packed values, the footprint's power limit ln(255 · opacity) (alpha >=
+ALPHA_MIN  <=>  power <= that limit, so the kernels reject a pixel without an exp), its box x0, x1, y0, y1 (int32
+bits), one unused: 64 bytes, one cache line per entry."""
+POWER_LIMIT_COLUMN, BOX_COLUMN = PACKED_COLUMNS, PACKED_COLUMNS + 1  # BOX_COLUMN: x0, then x1, y0, y1
 
 
 @njit(parallel=True, cache=True)
@@ -215,29 +218,10 @@ def _footprints_range(start, stop, packed, valid, height, width, power_max, box,
         radii[g] = radius
 
 
-@njit(parallel=True, cache=True)
-def _sorted_table(
-    packed,  # [M, 10] float32
-    power_max,  # [M] float32
-    box,  # [M, 4] int32
-    order,  # [D] int64, drawn Gaussians front to back
-):
-    """The drawn Gaussians' values [D, 11] and boxes [D, 4], in depth order."""
-    table = np.empty((order.shape[0], SORTED_COLUMNS), np.float32)
-    sorted_box = np.empty((order.shape[0], 4), np.int32)
-    for k in prange(order.shape[0]):  # a gather: cheap enough per item for numba's parfor
-        g = order[k]
-        for col in range(PACKED_COLUMNS):
-            table[k, col] = packed[g, col]
-        table[k, PACKED_COLUMNS] = power_max[g]
-        for col in range(4):
-            sorted_box[k, col] = box[g, col]
-    return table, sorted_box
-
-
 @njit(cache=True)
 def _tile_lists(
-    box,  # [D, 4] int32, front to back
+    box,  # [M, 4] int32
+    order,  # [D] int64, drawn Gaussians front to back
     tiles_x,
     tiles_y,
 ):
@@ -245,10 +229,15 @@ def _tile_lists(
 
     Also returns, per rank, where its entries went (``by_rank[rank_offsets[k]:rank_offsets[k + 1]]``), so that
     the backward pass can sum a Gaussian's entries without a scatter (in parallel, race-free)."""
+    sorted_box = np.empty((order.shape[0], 4), np.int32)  # [D, 4]: one gather, then both passes read in order
+    for k in range(order.shape[0]):
+        for col in range(4):
+            sorted_box[k, col] = box[order[k], col]
+    box = sorted_box
     n_tiles = tiles_x * tiles_y
     offsets = np.zeros(n_tiles + 1, np.int64)  # [T + 1]
-    rank_offsets = np.zeros(box.shape[0] + 1, np.int64)  # [D + 1]
-    for k in range(box.shape[0]):
+    rank_offsets = np.zeros(order.shape[0] + 1, np.int64)  # [D + 1]
+    for k in range(order.shape[0]):
         for ty in range(box[k, 2] // TILE_SIZE, box[k, 3] // TILE_SIZE + 1):
             for tx in range(box[k, 0] // TILE_SIZE, box[k, 1] // TILE_SIZE + 1):
                 offsets[ty * tiles_x + tx + 1] += 1
@@ -262,7 +251,7 @@ def _tile_lists(
     ranks = np.empty(offsets[n_tiles], np.int32)  # [E] rank of each entry, entries grouped by tile
     by_rank = np.empty(offsets[n_tiles], np.int64)  # [E] entry indices grouped by rank
     written = 0
-    for k in range(box.shape[0]):
+    for k in range(order.shape[0]):
         for ty in range(box[k, 2] // TILE_SIZE, box[k, 3] // TILE_SIZE + 1):
             for tx in range(box[k, 0] // TILE_SIZE, box[k, 1] // TILE_SIZE + 1):
                 t = ty * tiles_x + tx
@@ -344,12 +333,34 @@ def _tile_bounds(tile, tiles_x, height, width):
     return x0, min(x0 + TILE_SIZE, width) - 1, y0, min(y0 + TILE_SIZE, height) - 1
 
 
+@njit(parallel=True, cache=True)
+def _entry_table(
+    packed,  # [M, 10] float32
+    power_max,  # [M] float32
+    box,  # [M, 4] int32
+    order,  # [D] int64
+    ranks,  # [E] int32
+):
+    """Each (tile, Gaussian) entry's values, in entry order: the kernels then read memory sequentially instead of
+    one table row per entry scattered over all D (a cache miss each, forward and backward)."""
+    count = ranks.shape[0]
+    entries = np.empty((count, ENTRY_COLUMNS), np.float32)
+    for chunk in prange((count + PARALLEL_CHUNK_GAUSSIANS - 1) // PARALLEL_CHUNK_GAUSSIANS):
+        for e in range(chunk * PARALLEL_CHUNK_GAUSSIANS, min(count, (chunk + 1) * PARALLEL_CHUNK_GAUSSIANS)):
+            g = order[ranks[e]]
+            for col in range(PACKED_COLUMNS):
+                entries[e, col] = packed[g, col]
+            entries[e, POWER_LIMIT_COLUMN] = power_max[g]
+            for col in range(4):
+                entries[e, BOX_COLUMN + col] = _float32_from_bits(box[g, col])
+            entries[e, ENTRY_COLUMNS - 1] = _F_ZERO
+    return entries
+
+
 @njit(parallel=True, cache=True, fastmath=KERNEL_FASTMATH, error_model="numpy")
 def _forward_kernel(
-    table,  # [D, 11] float32, front to back
-    box,  # [D, 4] int32
+    entries,  # [E, 16] float32: per (tile, Gaussian) entry its table row and box, see _entry_table
     offsets,  # [T + 1] int64
-    ranks,  # [E] int32
     tile_order,  # [T] int64, biggest tiles first
     tiles_x,
     height,
@@ -370,12 +381,14 @@ def _forward_kernel(
                 state[_FWD_DONE, i] = _F_ONE
         active = np.float32((x1 - x0 + 1) * (y1 - y0 + 1))  # pixels still compositing
         for e in range(offsets[tile], offsets[tile + 1]):
-            k = ranks[e]
-            u, v, a, b, c, opacity = table[k, 0], table[k, 1], table[k, 2], table[k, 3], table[k, 4], table[k, 5]
-            red, green, blue, z, power_max = table[k, 6], table[k, 7], table[k, 8], table[k, 9], table[k, 10]
+            u, v, a, b, c = entries[e, 0], entries[e, 1], entries[e, 2], entries[e, 3], entries[e, 4]
+            opacity, red, green, blue, z = entries[e, 5], entries[e, 6], entries[e, 7], entries[e, 8], entries[e, 9]
+            power_max = entries[e, POWER_LIMIT_COLUMN]
+            box_x0, box_x1 = _int32_from_bits(entries[e, BOX_COLUMN]), _int32_from_bits(entries[e, BOX_COLUMN + 1])
+            box_y0, box_y1 = _int32_from_bits(entries[e, BOX_COLUMN + 2]), _int32_from_bits(entries[e, BOX_COLUMN + 3])
             half_a, half_c, entry = _F_HALF * a, _F_HALF * c, _float32_from_bits(np.int32(e))
-            first, blocks = _lane_blocks(x0, x1, box[k, 0], box[k, 1])
-            for py in range(max(y0, box[k, 2]), min(y1, box[k, 3]) + 1):
+            first, blocks = _lane_blocks(x0, x1, box_x0, box_x1)
+            for py in range(max(y0, box_y0), min(y1, box_y1) + 1):
                 dy = np.float32(py) + _F_HALF - v
                 b_dy, c_dy2 = b * dy, half_c * dy * dy
                 row = (py - y0) * TILE_SIZE + first
@@ -414,10 +427,8 @@ def _forward_kernel(
 
 @njit(parallel=True, cache=True, fastmath=KERNEL_FASTMATH, error_model="numpy")
 def _backward_kernel(
-    table,  # [D, 11] float32
-    box,  # [D, 4] int32
+    entries,  # [E, 16] float32
     offsets,  # [T + 1] int64
-    ranks,  # [E] int32
     tile_order,  # [T] int64
     tiles_x,
     height,
@@ -447,16 +458,20 @@ def _backward_kernel(
             for col in range(PACKED_COLUMNS):
                 grad_entries[e, col] = _F_ZERO
         for e in range(newest, offsets[tile] - 1, -1):
-            k = ranks[e]
-            u, v, a, b, c, opacity = table[k, 0], table[k, 1], table[k, 2], table[k, 3], table[k, 4], table[k, 5]
-            red, green, blue, z, power_max = table[k, 6], table[k, 7], table[k, 8], table[k, 9], table[k, 10]
+            u, v, a, b, c = entries[e, 0], entries[e, 1], entries[e, 2], entries[e, 3], entries[e, 4]
+            opacity, red, green, blue, z = entries[e, 5], entries[e, 6], entries[e, 7], entries[e, 8], entries[e, 9]
+            power_max = entries[e, POWER_LIMIT_COLUMN]
+            box_x0, box_x1 = _int32_from_bits(entries[e, BOX_COLUMN]), _int32_from_bits(entries[e, BOX_COLUMN + 1])
+            box_y0, box_y1 = _int32_from_bits(entries[e, BOX_COLUMN + 2]), _int32_from_bits(entries[e, BOX_COLUMN + 3])
             half_a, half_c, entry = _F_HALF * a, _F_HALF * c, np.int32(e)
-            first, blocks = _lane_blocks(x0, x1, box[k, 0], box[k, 1])
-            g_u = g_v = g_a = g_b = g_c = g_o = g_r = g_g = g_bl = g_z = _F_ZERO
-            for py in range(max(y0, box[k, 2]), min(y1, box[k, 3]) + 1):
+            first, blocks = _lane_blocks(x0, x1, box_x0, box_x1)
+            g_u = g_v = g_a = g_b = g_c = g_dp = g_r = g_g = g_bl = g_z = _F_ZERO
+            for py in range(max(y0, box_y0), min(y1, box_y1) + 1):
                 dy = np.float32(py) + _F_HALF - v
-                b_dy, c_dy, c_dy2 = b * dy, c * dy, half_c * dy * dy
+                b_dy, c_dy2 = b * dy, half_c * dy * dy
                 row = (py - y0) * TILE_SIZE + first
+                # the row's moments of d loss / d power: Σ dp, Σ dx dp, Σ dx² dp (dy is the row's)
+                row_dp = row_dx_dp = row_dx2_dp = _F_ZERO
                 for block in range(blocks):
                     for lane in range(LANE_BLOCK):
                         i = np.uint64(row + block * LANE_BLOCK + lane)
@@ -478,16 +493,21 @@ def _backward_kernel(
                         value = gr * red + gg * green + gb * blue + gz * z + state[_BWD_GA, i]  # d loss / d weight
                         d_alpha = before * value - state[_BWD_BEHIND, i] * inv_keep
                         # only where alpha is not clamped does it depend on opacity and the power
-                        d_alpha = d_alpha if hit & (raw <= _F_ALPHA_MAX) else _F_ZERO
-                        g_o += d_alpha * gauss_val
-                        d_power = -alpha * d_alpha
-                        g_a += _F_HALF * dx * dx * d_power
-                        g_b += dx * dy * d_power
-                        g_c += _F_HALF * dy * dy * d_power
-                        g_u -= (a * dx + b_dy) * d_power
-                        g_v -= (b * dx + c_dy) * d_power
+                        d_power = -alpha * d_alpha if hit & (raw <= _F_ALPHA_MAX) else _F_ZERO
+                        row_dp += d_power
+                        row_dx_dp += dx * d_power
+                        row_dx2_dp += dx * dx * d_power
                         state[_BWD_BEHIND, i] += value * weight
                         state[_BWD_TRANS, i] = before
+                # power = ½ a dx² + b dx dy + ½ c dy² with dx = x - u, dy = y - v
+                g_a += _F_HALF * row_dx2_dp
+                g_b += dy * row_dx_dp
+                g_c += _F_HALF * dy * dy * row_dp
+                g_u -= a * row_dx_dp + b_dy * row_dp
+                g_v -= b * row_dx_dp + c * dy * row_dp
+                g_dp += row_dp
+            # unclamped alpha = opacity · gauss: d alpha / d opacity = gauss = -(d alpha / d power) / opacity
+            g_o = -g_dp / opacity
             grad_entries[e, 0], grad_entries[e, 1] = g_u, g_v
             grad_entries[e, 2], grad_entries[e, 3], grad_entries[e, 4] = g_a, g_b, g_c
             grad_entries[e, 5] = g_o
@@ -780,7 +800,7 @@ def _project_backward(
 
 
 class _TileBins:
-    """One view's binning: footprints, the depth-sorted table and per-tile front-to-back lists (numpy)."""
+    """One view's binning: footprints, per-tile front-to-back lists and the per-entry table (numpy)."""
 
     def __init__(
         self,
@@ -797,11 +817,11 @@ class _TileBins:
             power_max, box, self.radii = _footprints(packed, valid, height, width)
         drawn = np.flatnonzero(self.radii > 0)
         self.order = drawn[np.argsort(packed[drawn, 9])]  # [D] front to back (ties: any order, as the reference)
-        with _KERNEL_LOCK:
-            _set_threads(PARALLEL_CHUNK_GAUSSIANS)
-            self.table, self.box = _sorted_table(packed, power_max, box, self.order)
-        self.offsets, self.ranks, self.rank_offsets, self.by_rank = _tile_lists(self.box, self.tiles_x, tiles_y)
+        self.offsets, self.ranks, self.rank_offsets, self.by_rank = _tile_lists(box, self.order, self.tiles_x, tiles_y)
         self.tile_order = np.argsort(-np.diff(self.offsets), kind="stable")  # biggest first: shorter tail
+        with _KERNEL_LOCK:
+            _set_threads(1)  # _entry_table hands out chunks of PARALLEL_CHUNK_GAUSSIANS entries itself
+            self.entries = _entry_table(packed, power_max, box, self.order, self.ranks)  # [E, 16]
 
     def forward(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         out = np.empty((self.height, self.width, 5), np.float32)  # [H, W, 5]
@@ -810,8 +830,8 @@ class _TileBins:
         with _KERNEL_LOCK:
             _set_threads(PARALLEL_CHUNK_TILES)
             _forward_kernel(
-                self.table, self.box, self.offsets, self.ranks, self.tile_order, self.tiles_x, self.height,
-                self.width, out, final_t, last,
+                self.entries, self.offsets, self.tile_order, self.tiles_x, self.height, self.width, out, final_t,
+                last,
             )  # fmt: skip
         return out, final_t, last
 
@@ -820,8 +840,8 @@ class _TileBins:
         with _KERNEL_LOCK:
             _set_threads(PARALLEL_CHUNK_TILES)
             _backward_kernel(
-                self.table, self.box, self.offsets, self.ranks, self.tile_order, self.tiles_x, self.height,
-                self.width, grad_out, final_t, last, grad_entries,
+                self.entries, self.offsets, self.tile_order, self.tiles_x, self.height, self.width, grad_out,
+                final_t, last, grad_entries,
             )  # fmt: skip
         with _KERNEL_LOCK:
             _set_threads(PARALLEL_CHUNK_GAUSSIANS)
@@ -903,7 +923,7 @@ class ColorOperator:
         self.alpha = torch.from_numpy(out[..., 4].copy())  # [H, W] accumulated opacity
 
     def _composite(self, colors: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # [N, 3] -> [H, W, 5], ..
-        self._bins.table[:, RGB_COLUMNS] = colors[self._bins.order]
+        self._bins.entries[:, RGB_COLUMNS] = colors[self._bins.order[self._bins.ranks]]
         return self._bins.forward()
 
     def apply(self, colors: Tensor) -> Tensor:  # [N, 3] -> [H, W, 3], without background
