@@ -23,7 +23,7 @@ from torch import Tensor
 
 from core.cameras import Camera
 from core.types import PointCloud
-from pipeline.export import depth_to_uint16_mm, png_bytes
+from pipeline.export import OUTPUT_PNG_LEVEL, depth_to_uint16_mm, png_bytes
 
 PANORAMA_MODES = ("360", "sphere")
 """Camera paths that go all around: a panorama of anything narrower would be mostly empty."""
@@ -147,6 +147,6 @@ def panorama_files(panorama: Panorama) -> dict[str, bytes]:
     from core.images import to_uint8
 
     return {
-        "panorama.png": png_bytes(to_uint8(panorama.rgb)),
-        "panorama_depth.png": png_bytes(depth_to_uint16_mm(panorama.distance)),
+        "panorama.png": png_bytes(to_uint8(panorama.rgb), OUTPUT_PNG_LEVEL),
+        "panorama_depth.png": png_bytes(depth_to_uint16_mm(panorama.distance), OUTPUT_PNG_LEVEL),
     }

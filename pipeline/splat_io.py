@@ -1,4 +1,9 @@
-"""Gaussian-splat files: 3DGS PLY and antimatter15 ``.splat`` (via gsplat's exporter), and a guarded PLY reader.
+"""Gaussian-splat files: 3DGS PLY (gsplat's exporter) and antimatter15 ``.splat``, and a guarded PLY reader.
+
+``.splat`` bytes are the ones gsplat's exporter writes (same colour conversion, same Morton order from
+``gsplat.exporter.sort_centers``; a test compares the bytes), packed with one numpy structured array instead of
+gsplat's per-splat Python loop: measured 2.8 s → ~0.1 s for the 400k splats of an offline ``360`` run
+(cProfile of ``run_job`` on 2 cores; ``splat2splat_bytes`` was the export stage's largest item).
 
 Exporters are pure functions returning bytes; ``write_*`` add atomic file I/O at the edge (a temp file in the same
 directory, fsync, ``os.replace``: a crash never leaves a partial file under the final name).
@@ -91,9 +96,26 @@ def splats_to_ply_bytes(splats: Splats, max_splats: int = MAX_SPLATS, comment: s
     return data[:first] + f"comment {comment}\n".encode("ascii", "replace") + data[first:]
 
 
+DOTSPLAT_RECORD = np.dtype([("position", "<f4", 3), ("scale", "<f4", 3), ("rgba", "u1", 4), ("quat", "u1", 4)])
+"""One ``.splat`` record (32 bytes): position, σ (not log), RGBA (opacity in A) and the unit quaternion w, x, y, z
+mapped from [-1, 1] to [0, 255]."""
+
+
 def splats_to_splat_bytes(splats: Splats, max_splats: int = MAX_SPLATS) -> bytes:
-    """antimatter15 ``.splat`` bytes: 32 bytes per splat (position f32×3, scale f32×3, RGBA u8×4, quat u8×4)."""
-    return _export(splats, "splat", max_splats)
+    """antimatter15 ``.splat`` bytes: 32 bytes per splat (position f32×3, scale f32×3, RGBA u8×4, quat u8×4), in
+    gsplat's Morton order; byte-identical to ``gsplat.export_splats(..., format="splat")``."""
+    from gsplat.exporter import sh2rgb, sort_centers  # noqa: PLC0415 - keeps module import light
+
+    s = prepare_for_export(splats, max_splats)
+    rgba = torch.cat([sh2rgb(s.sh0[:, 0]), torch.sigmoid(s.opacities)[:, None]], dim=1)
+    order = sort_centers(s.means, torch.arange(len(s)))
+    records = np.empty(len(s), DOTSPLAT_RECORD)
+    records["position"] = s.means[order].numpy()
+    records["scale"] = torch.exp(s.scales)[order].numpy()
+    records["rgba"] = (rgba * 255).clamp(0, 255).to(torch.uint8)[order].numpy()
+    unit = s.quats / torch.linalg.norm(s.quats, dim=1, keepdim=True)  # again, exactly as gsplat rounds it
+    records["quat"] = (unit * 128 + 128).clamp(0, 255).to(torch.uint8)[order].numpy()
+    return records.tobytes()
 
 
 def write_splat_ply(path: str | Path, splats: Splats, max_splats: int = MAX_SPLATS) -> Path:

@@ -113,6 +113,19 @@ def test_dotsplat_layout(tmp_path):
     assert path.read_bytes() == data
 
 
+def test_dotsplat_bytes_are_gsplats():
+    """Our vectorised packing writes exactly the bytes of gsplat's exporter (its per-splat loop), order included."""
+    from gsplat import export_splats
+
+    from pipeline.splat_io import prepare_for_export
+
+    splats = _splats(n=2000)
+    splats.quats = splats.quats * 3.0  # not unit length: both normalise
+    s = prepare_for_export(splats)
+    theirs = export_splats(s.means, s.scales, s.quats, s.opacities, s.sh0, s.shN, format="splat")
+    assert splats_to_splat_bytes(splats) == theirs
+
+
 SPLAT_FIELDS = list(BASE_FIELDS)
 
 
