@@ -260,6 +260,23 @@ def test_same_bits_whatever_the_thread_count(monkeypatch):
     assert all(torch.equal(a, b) for a, b in zip(*results))
 
 
+def test_color_operator_matches_render_and_its_colour_gradient():
+    """The colour solve's linear operator (binned once, colours rewritten per apply) gives the image render() gives
+    for the same colours, and its adjoint is render()'s gradient w.r.t. RGB."""
+    means, quats, scales, opacities, colors = [t.float() for t in _scene(n=150, sh_degree=None, seed=6)]
+    camera = _camera(40, 56, dtype=torch.float32)
+    rasterizer = NumbaGaussianRasterizer()
+    operator = rasterizer.color_operator(means, quats, scales, opacities, colors, camera)
+    g = torch.Generator().manual_seed(3)
+    new_colors = torch.rand(colors.shape, generator=g).requires_grad_()
+    out = rasterizer.render(means, quats, scales, opacities, new_colors, camera, None)
+    torch.testing.assert_close(operator.apply(new_colors), out.rgb.detach(), atol=IMAGE_ATOL, rtol=0)
+    residual = torch.randn(camera.height, camera.width, 3, generator=g)
+    expected = torch.autograd.grad((out.rgb * residual).sum(), new_colors)[0]
+    assert expected.abs().max() > 0
+    torch.testing.assert_close(operator.adjoint(residual), expected, atol=1e-5 * float(expected.abs().max()), rtol=1e-5)
+
+
 def test_rejects_non_cpu_and_bad_shapes():
     means, quats, scales, opacities, colors = _scene(n=4, sh_degree=None)
     with pytest.raises(ValueError, match=r"quats must have shape \(4, 4\), got \(3, 4\)"):
