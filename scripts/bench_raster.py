@@ -13,6 +13,8 @@ What is measured, all in one run so that the figures are ratios taken under the 
 * fit-like iterations per second (forward + an L2 loss + backward to every splat parameter) at 10k / 100k / 400k
   splats, 256×192, quiet and with one competing CPU-bound process (``python -c "while True: pass"``).
 * numba's threading layers (workqueue, omp; tbb when installed), each in a child process, quiet and loaded.
+* with ``--stages``: where a numba fit iteration's CPU goes (projection, SH colours, binning, forward kernel,
+  backward kernel + per-Gaussian gather, projection backward), ms per call, per splat count.
 
 The scene: splats on a smooth surface 3-6 units in front of the camera, centres at random pixels, random
 orientation and anisotropy, opacity 0.6-0.95, sized so that each pixel is covered by about the same number of
@@ -36,7 +38,8 @@ import torch
 from torch import Tensor
 
 from core.cameras import Camera, intrinsics, look_at
-from renderers.gaussians import RasterSettings, TorchGaussianRasterizer
+from renderers import gaussians_numba
+from renderers.gaussians import RasterSettings, TorchGaussianRasterizer, gaussian_colors
 from renderers.gaussians_numba import NumbaGaussianRasterizer, available_cpus
 
 HEIGHT, WIDTH = 192, 256  # the fit resolution the issue's goal is stated at
@@ -147,6 +150,40 @@ def run_cases(counts: tuple[int, ...], with_torch: bool) -> list[dict]:
     return rows
 
 
+def stage_row(count: int, repeats: int = 7) -> str:
+    """Median process CPU (ms) of each stage of one numba fit iteration, as a markdown table row.
+
+    Calls the backend's stages one by one (its internal classes), the way NumbaGaussianRasterizer.render and
+    autograd do, so the sum is close to but not exactly a fit iteration (no loss, no autograd bookkeeping)."""
+    params, camera = make_scene(count)
+    leaves = [p.detach().clone().requires_grad_(True) for p in params]
+    view, intr = gaussians_numba._camera_arrays(camera)
+    settings = RasterSettings()
+    grad_image = torch.randn(HEIGHT, WIDTH, 5, generator=torch.Generator().manual_seed(2)).numpy()
+    times: dict[str, list[float]] = {}
+
+    def timed(name, fn, *args):
+        start = time.process_time()
+        result = fn(*args)
+        times.setdefault(name, []).append(time.process_time() - start)
+        return result
+
+    for _ in range(repeats + 1):  # the first round warms up (kernel cache load, allocations)
+        geometry, valid = timed(
+            "projection", gaussians_numba._Project.apply, *leaves[:3], view, intr, settings.eps2d, settings.near
+        )
+        rgb = timed("colours", gaussian_colors, leaves[0], leaves[4], camera.cam_to_world[:3, 3], SH_DEGREE)
+        with torch.no_grad():
+            packed = torch.cat([geometry[:, :5], leaves[3][:, None], rgb, geometry[:, 5:6]], dim=-1).float()
+        bins = timed("binning", gaussians_numba._TileBins, packed.numpy(), valid.numpy(), HEIGHT, WIDTH)
+        _, final_t, last = timed("forward kernel", bins.forward)
+        timed("backward kernel + gather", bins.backward, grad_image, final_t, last)
+        timed("projection backward", torch.autograd.grad, geometry, leaves[:3], torch.ones_like(geometry))
+    ms = {name: 1e3 * statistics.median(values[1:]) for name, values in times.items()}
+    cells = " | ".join(f"{value:.1f}" for value in ms.values())
+    return f"| {count // 1000}k | {bins.ranks.shape[0]} | {cells} | {sum(ms.values()):.1f} |"
+
+
 def layer_child(count: int) -> None:
     """In a child process whose NUMBA_THREADING_LAYER is set: numba it/s quiet and loaded, as JSON on stdout."""
     import numba  # noqa: PLC0415 - only this child mode needs it directly
@@ -184,6 +221,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="10k and 100k only; skip the threading-layer table")
     parser.add_argument("--no-torch", action="store_true", help="skip the (slow) torch backend")
+    parser.add_argument("--stages", action="store_true", help="also print the numba backend's CPU per stage")
     parser.add_argument("--layer-child", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.layer_child:
@@ -228,6 +266,14 @@ def main() -> None:
             speedup = row["torch_quiet"].iteration_wall_s / row["numba_quiet"].iteration_wall_s
             print(f"| {row['count'] // 1000}k | | numba / torch it/s | | | | {speedup:.1f}× | | | |")
     print(f"\nGoal (issue 10): >= {GOAL_IT_PER_S:.0f} it/s at 100k, <= {GOAL_NS_PER_PAIR:.0f} ns CPU per pair.\n")
+    if args.stages:
+        torch.set_num_threads(1)
+        print("| splats | tile entries | ms CPU: projection | SH colours | binning | forward kernel | "
+              "backward kernel + gather | projection backward | sum |")  # fmt: skip
+        print("|---|---|---|---|---|---|---|---|---|")
+        for count in counts:
+            print(stage_row(count))
+        print()
     if not args.quick:
         print("\n".join(layer_table(100_000)))
 
