@@ -108,11 +108,11 @@ KERNEL_FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}  # a set: numba 
 """LLVM fast-math flags of the forward and backward kernels: "reassoc" lets the per-Gaussian gradient sums and the
 count of finished pixels be vectorised across a tile row's lanes (a fixed summation order, so results do not
 depend on the thread count); "contract" gives fused multiply-adds. Not "nnan"/"ninf": the kernels must not assume
-away non-finite inputs (measured: they would not be faster either)."""
+away non-finite inputs."""
 PROJECTION_FASTMATH = {"contract", "arcp", "nsz"}
 """LLVM fast-math flags of the (float64) projection kernels: fused multiply-adds and multiplications by a
-reciprocal; no reassociation, so values stay within ~1e-15 relative of project_gaussians (measured 15-20% faster
-forward and backward at 100k Gaussians)."""
+reciprocal; no reassociation, so values stay within ~1e-15 relative of project_gaussians (measured 10-20% less
+CPU, forward and backward, at 100k Gaussians)."""
 
 # float32 constants, so that numba keeps the kernels' arithmetic in float32 (Python floats would promote to float64)
 _F_HALF = np.float32(0.5)
