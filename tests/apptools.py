@@ -29,6 +29,7 @@ from core.cameras import make_cameras
 from core.components import Cancelled
 from core.types import Frame, PointCloud, ProgressEvent, SceneResult
 from pipeline.job import JobError, JobOutputs
+from pipeline.splats import init_from_cloud
 
 SPLAT_FIELDS = (
     "x", "y", "z", "f_dc_0", "f_dc_1", "f_dc_2", "opacity", "scale_0", "scale_1", "scale_2",
@@ -175,6 +176,7 @@ class FakeRunner:
             for view in range(self.num_views):
                 archive.write(frames / f"frame_{view:03d}.png", f"images/frame_{view:03d}.png")
         progress(ProgressEvent("done", -1, self.num_views, 1.0, f"{count} points"))
+        scene = wall_scene(request.image, self.num_views) if self.with_scene else None
         return JobOutputs(
             out_dir=out_dir,
             splat_ply=out_dir / "splats.ply",
@@ -189,7 +191,8 @@ class FakeRunner:
             gallery=gallery,
             viewer_ply=out_dir / "viewer" / "splats.ply",
             mesh_glb=out_dir / "scene.glb",
-            result=wall_scene(request.image, self.num_views) if self.with_scene else None,
+            result=scene,
+            splats=None if scene is None else init_from_cloud(scene.cloud),  # "fitted": reused when objects are added
         )
 
 

@@ -232,7 +232,12 @@ def build_demo(runner: Runner, settings: AppSettings | None = None, *, use_zero_
                     object_note = gr.Markdown(elem_id="object-note")
                     with gr.Row():
                         kind = gr.Radio(list(KINDS), value="box", label="Object")
-                        mesh = gr.File(label="Mesh (GLB or OBJ)", file_types=[".glb", ".obj"], type="filepath")
+                        mesh = gr.File(
+                            label="Mesh (GLB or OBJ), for the kind 'mesh'",
+                            file_types=[".glb", ".obj"],
+                            type="filepath",
+                            height=120,
+                        )
                     with gr.Row():
                         size = gr.Slider(*SIZE_RANGE, value=DEFAULT_SIZE, step=0.05, label="Size (largest side)")
                         color = gr.ColorPicker(DEFAULT_COLOR, label="Colour")

@@ -614,9 +614,10 @@ class WorldStitchApp:
         if not (isinstance(index, (list, tuple)) and len(index) == 2):
             raise gr.Error("Click a pixel of the view.")
         height, width = frame.depth.shape
-        column = int(check_number(index[0], "Clicked column", (0, width - 1), integer=True))
-        row = int(check_number(index[1], "Clicked row", (0, height - 1), integer=True))
-        click = Click(view, column, row)
+        # the browser rounds the clicked position to whole pixels: a click on the far edge reports the width
+        column = int(check_number(index[0], "Clicked column", (0, width), integer=True))
+        row = int(check_number(index[1], "Clicked row", (0, height), integer=True))
+        click = Click(view, min(column, width - 1), min(row, height - 1))
         return (click, *self._preview(kept, click, controls))
 
     def adjust(self, token, click, *controls):
