@@ -915,7 +915,7 @@ class ColorOperator:
     """One view's image as a linear map of the splats' RGB for fixed geometry: ``rgb = W c`` and ``Wᵀ r``.
 
     Projection and binning happen once (in :meth:`NumbaGaussianRasterizer.color_operator`); each :meth:`apply` only
-    rewrites the colour columns of the sorted table and composites, each :meth:`adjoint` runs the backward kernel and
+    rewrites the colour columns of the per-entry table and composites, each :meth:`adjoint` runs the backward kernel and
     keeps the colour gradients. The compositing weights do not depend on the colours, so the per-pixel termination
     state of the first composite serves every adjoint. No background is blended in (it is not linear in c).
     """
@@ -923,11 +923,12 @@ class ColorOperator:
     def __init__(self, bins: _TileBins, colors: np.ndarray):  # [N, 3] float32, the colours to start from
         self._bins = bins
         self._count = colors.shape[0]
+        self._entry_gaussian = bins.order[bins.ranks]  # [E] the Gaussian of each (tile, Gaussian) entry
         out, self._final_t, self._last = self._composite(colors)
         self.alpha = torch.from_numpy(out[..., 4].copy())  # [H, W] accumulated opacity
 
     def _composite(self, colors: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # [N, 3] -> [H, W, 5], ..
-        self._bins.entries[:, RGB_COLUMNS] = colors[self._bins.order[self._bins.ranks]]
+        self._bins.entries[:, RGB_COLUMNS] = colors[self._entry_gaussian]
         return self._bins.forward()
 
     def apply(self, colors: Tensor) -> Tensor:  # [N, 3] -> [H, W, 3], without background
