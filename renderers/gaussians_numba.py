@@ -555,9 +555,11 @@ def _gather_gradients(
 
 # --- projection (forward and backward, per Gaussian; used when the camera is not being optimised) -----------------
 # 3×3 matrices are row-major 9-tuples so that they live in registers (numba arrays would be heap allocations).
+# The helpers are inlined into the kernels' loops at numba IR level (inline="always"): as separate functions
+# their tuple results went through memory (measured at 100k Gaussians: forward 11.6 -> 7.8 ms, backward 23 -> 17.5).
 
 
-@njit(cache=True, fastmath=PROJECTION_FASTMATH)
+@njit(cache=True, fastmath=PROJECTION_FASTMATH, inline="always")
 def _mm(p, q):  # 3×3 @ 3×3
     return (
         p[0] * q[0] + p[1] * q[3] + p[2] * q[6],
@@ -572,12 +574,12 @@ def _mm(p, q):  # 3×3 @ 3×3
     )
 
 
-@njit(cache=True, fastmath=PROJECTION_FASTMATH)
+@njit(cache=True, fastmath=PROJECTION_FASTMATH, inline="always")
 def _tr(p):  # 3×3 transpose
     return (p[0], p[3], p[6], p[1], p[4], p[7], p[2], p[5], p[8])
 
 
-@njit(cache=True, fastmath=PROJECTION_FASTMATH)
+@njit(cache=True, fastmath=PROJECTION_FASTMATH, inline="always")
 def _rotation(w, x, y, z):
     """Rotation matrix of a unit quaternion (w, x, y, z), as quat_to_rotmat."""
     return (
@@ -587,28 +589,30 @@ def _rotation(w, x, y, z):
     )  # fmt: skip
 
 
-@njit(cache=True, fastmath=PROJECTION_FASTMATH)
+@njit(cache=True, fastmath=PROJECTION_FASTMATH, inline="always")
 def _geometry(means, quats, scales, g, rot, trans, intr, near):
     """Camera-space centre, clamped Jacobian terms, Σ_cam and its pieces for Gaussian ``g`` (in float64 whatever the
-    inputs' dtype)."""
+    inputs' dtype). Divisions are by reciprocals computed once (the projection kernels' CPU fell by a third; ~1 ulp
+    from dividing each time)."""
     mx, my, mz = np.float64(means[g, 0]), np.float64(means[g, 1]), np.float64(means[g, 2])
     x = rot[0] * mx + rot[1] * my + rot[2] * mz + trans[0]
     y = rot[3] * mx + rot[4] * my + rot[5] * mz + trans[1]
     z = rot[6] * mx + rot[7] * my + rot[8] * mz + trans[2]
     zs = z if z > near else 1.0  # keeps culled Gaussians finite, as project_gaussians
     q0, q1, q2, q3 = np.float64(quats[g, 0]), np.float64(quats[g, 1]), np.float64(quats[g, 2]), np.float64(quats[g, 3])
-    norm = max(math.sqrt(q0 * q0 + q1 * q1 + q2 * q2 + q3 * q3), 1e-12)
-    qn = (q0 / norm, q1 / norm, q2 / norm, q3 / norm)
+    inv_norm = 1.0 / max(math.sqrt(q0 * q0 + q1 * q1 + q2 * q2 + q3 * q3), 1e-12)
+    qn = (q0 * inv_norm, q1 * inv_norm, q2 * inv_norm, q3 * inv_norm)
     r = _rotation(qn[0], qn[1], qn[2], qn[3])
     s0, s1, s2 = np.float64(scales[g, 0]), np.float64(scales[g, 1]), np.float64(scales[g, 2])
     m = (r[0] * s0, r[1] * s1, r[2] * s2, r[3] * s0, r[4] * s1, r[5] * s2, r[6] * s0, r[7] * s1, r[8] * s2)  # R S
     cov_c = _mm(_mm(rot, _mm(m, _tr(m))), _tr(rot))
-    tx = zs * min(max(x / zs, -intr[4]), intr[5])
-    ty = zs * min(max(y / zs, -intr[6]), intr[7])
-    return x, y, z, zs, tx, ty, norm, qn, r, m, cov_c
+    inv_zs = 1.0 / zs
+    tx = zs * min(max(x * inv_zs, -intr[4]), intr[5])
+    ty = zs * min(max(y * inv_zs, -intr[6]), intr[7])
+    return x, y, z, inv_zs, tx, ty, inv_norm, qn, r, m, cov_c
 
 
-@njit(cache=True, fastmath=PROJECTION_FASTMATH)
+@njit(cache=True, fastmath=PROJECTION_FASTMATH, inline="always")
 def _cov2d(j00, j02, j11, j12, cv, eps2d):
     """J Σ Jᵀ + eps I for J = [[j00, 0, j02], [0, j11, j12]]: (a, b = mean off-diagonal, c)."""
     a = j00 * (j00 * cv[0] + j02 * cv[6]) + j02 * (j00 * cv[2] + j02 * cv[8]) + eps2d
@@ -635,15 +639,17 @@ def _project_forward_range(
     fx, fy, cx, cy = intr[0], intr[1], intr[2], intr[3]
     rot = (view[0, 0], view[0, 1], view[0, 2], view[1, 0], view[1, 1], view[1, 2], view[2, 0], view[2, 1], view[2, 2])
     trans = (view[0, 3], view[1, 3], view[2, 3])
-    for g in range(start, stop):
-        x, y, z, zs, tx, ty, _, _, _, _, cov_c = _geometry(means, quats, scales, g, rot, trans, intr, near)
-        a, b, c = _cov2d(fx / zs, -fx * tx / (zs * zs), fy / zs, -fy * ty / (zs * zs), cov_c, eps2d)
+    for gi in range(start, stop):
+        g = np.uint64(gi)  # unsigned: no negative-index wraparound on every load and store
+        x, y, z, inv_zs, tx, ty, _, _, _, _, cov_c = _geometry(means, quats, scales, g, rot, trans, intr, near)
+        inv_z2 = inv_zs * inv_zs
+        a, b, c = _cov2d(fx * inv_zs, -fx * tx * inv_z2, fy * inv_zs, -fy * ty * inv_z2, cov_c, eps2d)
         det = a * c - b * b
-        ok = z > near and det > 0
-        ds = det if ok else 1.0
-        out[g, 0] = fx * x / zs + cx
-        out[g, 1] = fy * y / zs + cy
-        out[g, 2], out[g, 3], out[g, 4] = c / ds, -b / ds, a / ds
+        ok = (z > near) & (det > 0)  # not `and`: no branch
+        inv_det = 1.0 / (det if ok else 1.0)
+        out[g, 0] = fx * x * inv_zs + cx
+        out[g, 1] = fy * y * inv_zs + cy
+        out[g, 2], out[g, 3], out[g, 4] = c * inv_det, -b * inv_det, a * inv_det
         out[g, 5] = z
         valid[g] = ok
 
@@ -701,9 +707,11 @@ def _project_backward_range(
     fx, fy = intr[0], intr[1]
     rot = (view[0, 0], view[0, 1], view[0, 2], view[1, 0], view[1, 1], view[1, 2], view[2, 0], view[2, 1], view[2, 2])
     trans = (view[0, 3], view[1, 3], view[2, 3])
-    for g in range(start, stop):
-        x, y, z, zs, tx, ty, norm, qn, r, m, cv = _geometry(means, quats, scales, g, rot, trans, intr, near)
-        j00, j02, j11, j12 = fx / zs, -fx * tx / (zs * zs), fy / zs, -fy * ty / (zs * zs)
+    for gi in range(start, stop):
+        g = np.uint64(gi)  # unsigned: no negative-index wraparound on every load and store
+        x, y, z, inv_zs, tx, ty, inv_norm, qn, r, m, cv = _geometry(means, quats, scales, g, rot, trans, intr, near)
+        inv_z2 = inv_zs * inv_zs
+        j00, j02, j11, j12 = fx * inv_zs, -fx * tx * inv_z2, fy * inv_zs, -fy * ty * inv_z2
         a, b, c = _cov2d(j00, j02, j11, j12, cv, eps2d)
         det = a * c - b * b
         for k in range(3):
@@ -711,14 +719,15 @@ def _project_backward_range(
             grad_scales[g, k] = 0.0
         for k in range(4):
             grad_quats[g, k] = 0.0
-        if not (z > near and det > 0):
+        if not ((z > near) & (det > 0)):
             continue
         # 1. conic (c, -b, a) / det -> 2D covariance (a, b, c)
         gA, gB, gC = np.float64(grad_out[g, 2]), np.float64(grad_out[g, 3]), np.float64(grad_out[g, 4])
-        d2 = det * det
-        g_a = (-gA * c * c + gB * b * c - gC * b * b) / d2
-        g_b = (2 * gA * b * c + 2 * gC * a * b) / d2 - gB * (1.0 / det + 2 * b * b / d2)
-        g_c = (-gA * b * b + gB * a * b - gC * a * a) / d2
+        inv_det = 1.0 / det
+        inv_d2 = inv_det * inv_det
+        g_a = (-gA * c * c + gB * b * c - gC * b * b) * inv_d2
+        g_b = (2 * gA * b * c + 2 * gC * a * b) * inv_d2 - gB * (inv_det + 2 * b * b * inv_d2)
+        g_c = (-gA * b * b + gB * a * b - gC * a * a) * inv_d2
         h00, h01, h11 = g_a, 0.5 * g_b, g_c  # d loss / d (J Σ Jᵀ), symmetric (b is the off-diagonal mean)
         # 2. J Σ Jᵀ -> Σ_cam = Jᵀ H J and J: d loss / d J = 2 H J Σ (H, Σ symmetric)
         jr0 = (j00, 0.0, j02)
@@ -742,20 +751,20 @@ def _project_backward_range(
         g_j11 = 2 * (h01 * js0[1] + h11 * js1[1])
         g_j12 = 2 * (h01 * js0[2] + h11 * js1[2])
         # 3. J, means2d, depth -> camera-space centre (through the clamped tx, ty)
-        z2, z3 = zs * zs, zs * zs * zs
-        g_x = grad_out[g, 0] * fx / zs
-        g_y = grad_out[g, 1] * fy / zs
-        g_z = -(grad_out[g, 0] * fx * x + grad_out[g, 1] * fy * y) / z2 + grad_out[g, 5]
-        g_z += -(g_j00 * fx + g_j11 * fy) / z2 + 2 * (g_j02 * fx * tx + g_j12 * fy * ty) / z3
-        g_tx, g_ty = -g_j02 * fx / z2, -g_j12 * fy / z2
-        if -intr[4] <= x / zs <= intr[5]:  # tx = x
+        inv_z3 = inv_z2 * inv_zs
+        g_x = grad_out[g, 0] * fx * inv_zs
+        g_y = grad_out[g, 1] * fy * inv_zs
+        g_z = -(grad_out[g, 0] * fx * x + grad_out[g, 1] * fy * y) * inv_z2 + grad_out[g, 5]
+        g_z += -(g_j00 * fx + g_j11 * fy) * inv_z2 + 2 * (g_j02 * fx * tx + g_j12 * fy * ty) * inv_z3
+        g_tx, g_ty = -g_j02 * fx * inv_z2, -g_j12 * fy * inv_z2
+        if -intr[4] <= x * inv_zs <= intr[5]:  # tx = x
             g_x += g_tx
         else:  # tx = z · limit
-            g_z += g_tx * tx / zs
-        if -intr[6] <= y / zs <= intr[7]:
+            g_z += g_tx * tx * inv_zs
+        if -intr[6] <= y * inv_zs <= intr[7]:
             g_y += g_ty
         else:
-            g_z += g_ty * ty / zs
+            g_z += g_ty * ty * inv_zs
         for k in range(3):
             grad_means[g, k] = rot[k] * g_x + rot[3 + k] * g_y + rot[6 + k] * g_z
         # 4. Σ_cam = V M Mᵀ Vᵀ with M = R S -> d loss / d M = 2 Vᵀ G V M (G symmetric)
@@ -776,10 +785,10 @@ def _project_backward_range(
                     + qy * gr[7])  # fmt: skip
         # 5. normalisation: d qn / d q = (I - qn qnᵀ) / |q|
         dot = w * g_w + qx * g_qx + qy * g_qy + qz * g_qz
-        grad_quats[g, 0] = (g_w - w * dot) / norm
-        grad_quats[g, 1] = (g_qx - qx * dot) / norm
-        grad_quats[g, 2] = (g_qy - qy * dot) / norm
-        grad_quats[g, 3] = (g_qz - qz * dot) / norm
+        grad_quats[g, 0] = (g_w - w * dot) * inv_norm
+        grad_quats[g, 1] = (g_qx - qx * dot) * inv_norm
+        grad_quats[g, 2] = (g_qy - qy * dot) * inv_norm
+        grad_quats[g, 3] = (g_qz - qz * dot) * inv_norm
 
 
 @njit(parallel=True, cache=True, fastmath=PROJECTION_FASTMATH)
