@@ -177,7 +177,9 @@ def _footprints(
     height,
     width,
 ):
-    """Per Gaussian: its footprint table row (packed values, power limit, pixel box) and radius.
+    """Per Gaussian: its footprint table row (packed values, power limit, pixel box), its box in tiles (int16, 8
+    bytes a Gaussian: _tile_lists gathers these in depth order mostly from cache, where 64-byte table rows missed)
+    and radius.
 
     With Q = [[a, b], [b, c]] the conic and t = ln(255 · opacity), the footprint is 0.5 dᵀ Q d <= t, and its
     extents are sqrt(2t Σxx), sqrt(2t Σyy) with Σ = Q⁻¹. Radius 0 = not drawn (invalid, too faint or off-screen);
@@ -186,20 +188,21 @@ def _footprints(
     m = packed.shape[0]
     # Allocated outside any parallel loop on purpose: numba turns np.zeros into a parfor of its own, which with
     # a chunk size of 1 is scheduled element by element (measured 50× slower than the whole function).
-    table, radii = _alloc_footprints(m)  # [M, 16]; [M]
+    table, tile_box, radii = _alloc_footprints(m)  # [M, 16]; [M, 4]; [M]
     for chunk in prange((m + PARALLEL_CHUNK_GAUSSIANS - 1) // PARALLEL_CHUNK_GAUSSIANS):
         start = chunk * PARALLEL_CHUNK_GAUSSIANS
-        _footprints_range(start, min(m, start + PARALLEL_CHUNK_GAUSSIANS), packed, valid, height, width, table, radii)
-    return table, radii
+        stop = min(m, start + PARALLEL_CHUNK_GAUSSIANS)
+        _footprints_range(start, stop, packed, valid, height, width, table, tile_box, radii)
+    return table, tile_box, radii
 
 
 @njit(cache=True)
 def _alloc_footprints(m):
-    return np.empty((m, ENTRY_COLUMNS), np.float32), np.zeros(m, np.int32)
+    return np.empty((m, ENTRY_COLUMNS), np.float32), np.empty((m, 4), np.int16), np.zeros(m, np.int32)
 
 
 @njit(cache=True)
-def _footprints_range(start, stop, packed, valid, height, width, table, radii):
+def _footprints_range(start, stop, packed, valid, height, width, table, tile_box, radii):
     """Gaussians start..stop-1 of _footprints."""
     for g in range(start, stop):
         u, v = np.float64(packed[g, 0]), np.float64(packed[g, 1])
@@ -227,18 +230,20 @@ def _footprints_range(start, stop, packed, valid, height, width, table, radii):
         table[g, BOX_COLUMN + 2] = _float32_from_bits(np.int32(y0))
         table[g, BOX_COLUMN + 3] = _float32_from_bits(np.int32(y1))
         table[g, ENTRY_COLUMNS - 1] = _F_ZERO
+        tile_box[g, 0], tile_box[g, 1] = x0 // TILE_SIZE, x1 // TILE_SIZE
+        tile_box[g, 2], tile_box[g, 3] = y0 // TILE_SIZE, y1 // TILE_SIZE
         radii[g] = radius
 
 
 @njit(cache=True, inline="always")
-def _tile_range(box, k):
-    """First and last tile column and row (inclusive) of box row k (x0, x1, y0, y1)."""
-    return box[k, 0] // TILE_SIZE, box[k, 1] // TILE_SIZE, box[k, 2] // TILE_SIZE, box[k, 3] // TILE_SIZE
+def _tile_range(tile_box, k):
+    """First and last tile column and row (inclusive) of tile_box row k, as int64."""
+    return np.int64(tile_box[k, 0]), np.int64(tile_box[k, 1]), np.int64(tile_box[k, 2]), np.int64(tile_box[k, 3])
 
 
 @njit(cache=True)
 def _tile_lists(
-    table,  # [M, 16] float32, see _footprints
+    tile_box,  # [M, 4] int16: first and last tile column and row of each Gaussian's box
     order,  # [D] int64, drawn Gaussians front to back
     tiles_x,
     tiles_y,
@@ -248,10 +253,10 @@ def _tile_lists(
     Returns the tiles' entry ranges, each entry's Gaussian and, per rank, where its entries went
     (``by_rank[rank_offsets[k]:rank_offsets[k + 1]]``), so that the backward pass can sum a Gaussian's entries
     without a scatter (in parallel, race-free)."""
-    box = np.empty((order.shape[0], 4), np.int32)  # [D, 4]: one gather, then both passes read in order
+    box = np.empty((order.shape[0], 4), np.int16)  # [D, 4]: one gather (of 8 bytes a Gaussian, mostly cache hits)
     for k in range(order.shape[0]):
         for col in range(4):
-            box[k, col] = _int32_from_bits(table[order[k], BOX_COLUMN + col])
+            box[k, col] = tile_box[order[k], col]
     n_tiles = tiles_x * tiles_y
     offsets = np.zeros(n_tiles + 1, np.int64)  # [T + 1]
     rank_offsets = np.zeros(order.shape[0] + 1, np.int64)  # [D + 1]
@@ -845,11 +850,11 @@ class _TileBins:
         tiles_y = (height + TILE_SIZE - 1) // TILE_SIZE
         with _KERNEL_LOCK:
             _set_threads(1)  # _footprints hands out chunks of PARALLEL_CHUNK_GAUSSIANS itself
-            table, self.radii = _footprints(packed, valid, height, width)  # [M, 16], [M]
+            table, tile_box, self.radii = _footprints(packed, valid, height, width)  # [M, 16], [M, 4], [M]
         drawn = np.flatnonzero(self.radii > 0)
         self.order = drawn[np.argsort(packed[drawn, 9])]  # [D] front to back (ties: any order, as the reference)
         self.offsets, self.entry_gaussian, self.rank_offsets, self.by_rank = _tile_lists(
-            table, self.order, self.tiles_x, tiles_y
+            tile_box, self.order, self.tiles_x, tiles_y
         )  # [T + 1], [E], [D + 1], [E]
         self.tile_order = np.argsort(-np.diff(self.offsets), kind="stable")  # biggest first: shorter tail
         with _KERNEL_LOCK:
