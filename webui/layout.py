@@ -236,7 +236,7 @@ def build_demo(runner: Runner, settings: AppSettings | None = None, *, use_zero_
                             label="Mesh (GLB or OBJ), for the kind 'mesh'",
                             file_types=[".glb", ".obj"],
                             type="filepath",
-                            height=120,
+                            height=150,
                         )
                     with gr.Row():
                         size = gr.Slider(*SIZE_RANGE, value=DEFAULT_SIZE, step=0.05, label="Size (largest side)")

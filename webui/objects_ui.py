@@ -119,8 +119,7 @@ def check_choice(kind, size, color, turn, right, up, forward, scale, mesh, occlu
     """The panel's values checked on the server (API callers skip the widgets); ``gr.Error`` names the field."""
     if kind not in KINDS:
         raise gr.Error(f"Object must be one of {', '.join(KINDS)}.")
-    if occlusion not in OCCLUSION_CHOICES:
-        raise gr.Error(f"Occlusion must be one of {', '.join(OCCLUSION_CHOICES)}.")
+    check_occlusion(occlusion)
     mesh_path = mesh if isinstance(mesh, str) and mesh else None
     if kind == "mesh" and mesh_path is None:
         raise gr.Error("Upload a mesh file (GLB or OBJ) for the object kind 'mesh'.")
@@ -137,6 +136,13 @@ def check_choice(kind, size, color, turn, right, up, forward, scale, mesh, occlu
         mesh_path=mesh_path if kind == "mesh" else None,
         occlusion=occlusion,
     )
+
+
+def check_occlusion(value) -> str:
+    """One of :data:`OCCLUSION_CHOICES`, else ``gr.Error``."""
+    if value not in OCCLUSION_CHOICES:
+        raise gr.Error(f"Occlusion must be one of {', '.join(OCCLUSION_CHOICES)}.")
+    return value
 
 
 def check_click(click, num_views: int) -> Click:

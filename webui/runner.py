@@ -62,6 +62,7 @@ from webui.objects_ui import (
     SceneObject,
     check_choice,
     check_click,
+    check_occlusion,
     object_rows,
     occluder_for,
     place_object,
@@ -596,7 +597,7 @@ class WorldStitchApp:
         """The chosen view with the scene's objects, ready to be clicked. Returns (view image, pending click)."""
         kept = self.scenes.get(token)
         view = check_number(view, "View", (0, len(kept.result.frames) - 1), integer=True)
-        occlusion = check_choice("box", 1.0, "#000000", 0, 0, 0, 0, 1, None, occlusion).occlusion
+        occlusion = check_occlusion(occlusion)
         return view_with_objects(kept.result.frames[view], list(kept.objects), occlusion), None
 
     def place(self, token, view, kind, size, color, turn, right, up, away, scale, mesh, occlusion, evt: gr.SelectData):
@@ -677,7 +678,7 @@ class WorldStitchApp:
         """
         kept = self.scenes.get(token)
         view = check_number(view, "View", (0, len(kept.result.frames) - 1), integer=True)
-        occlusion = check_choice("box", 1.0, "#000000", 0, 0, 0, 0, 1, None, occlusion).occlusion
+        occlusion = check_occlusion(occlusion)
         yield from self._write_objects(token, kept, (), occlusion, view, request, progress)
 
     def _write_objects(self, token, kept: KeptScene, objects: tuple, occlusion: str, view: int, request, progress):
