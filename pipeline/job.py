@@ -3,9 +3,11 @@ the Python API.
 
 :func:`run_job` grows a scene and writes it; :func:`grow_job` turns a finished scene toward a direction the user
 chose, grows one more view there (:mod:`pipeline.grow_more`) and writes the grown scene; both end in
-:func:`write_scene`. Files are staged in a hidden folder beside ``out_dir`` and moved in only when everything
-succeeded, so a failed or cancelled job leaves nothing partial behind (a killed one leaves a staging folder that
-:func:`pipeline.cleanup.remove_staging_dirs` / :func:`pipeline.cleanup.startup_cleanup` remove at the next start).
+:func:`write_scene`. :func:`objects_job` writes a finished scene again with virtual objects placed in it (the app's
+"Add object"), reusing its fitted splats. Files are staged in a hidden folder beside ``out_dir`` and moved in only
+when everything succeeded, so a failed or cancelled job leaves nothing partial behind (a killed one leaves a
+staging folder that :func:`pipeline.cleanup.remove_staging_dirs` / :func:`pipeline.cleanup.startup_cleanup` remove
+at the next start).
 
 Besides the splats, points, frames and video, a job writes ``scene.glb`` (a coloured triangle mesh for engines,
 :mod:`pipeline.mesh`), for paths that go all around ``panorama.png`` + ``panorama_depth.png`` (equirectangular,
