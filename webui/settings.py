@@ -49,7 +49,8 @@ class AppSettings:
 
     max_kept_scenes: int = 4
     """Scenes kept in memory for "grow where I look" (one per session, the oldest dropped first): with
-    :attr:`grow_limits` this bounds the memory all sessions together hold (~4 × 160 MB at most)."""
+    :attr:`grow_limits` this bounds the memory all sessions together hold (~4 × 200 MB at most: 160 MB of frames
+    and cloud, ~35 MB of fitted splats — 300k at degree 0 plus at most 8 placed objects' surface splats)."""
 
     kept_scene_s: float = 3600
     """A session's scene is dropped this long after its last use (or when the browser tab closes)."""
