@@ -108,7 +108,7 @@ def _assert_grads_close(ours, theirs, names=NAMES) -> None:
 
 
 @pytest.mark.parametrize("camera_name", sorted(CAMERAS))
-@pytest.mark.parametrize("sh_degree", [None, 1])
+@pytest.mark.parametrize("sh_degree", [None, 0, 1])  # 0: the colour path that skips view directions
 def test_numba_matches_dense_reference_images_and_gradients(camera_name, sh_degree):
     camera = CAMERAS[camera_name]
     params = [t.requires_grad_() for t in _scene(sh_degree=sh_degree, seed=hash(camera_name) % 100)]
