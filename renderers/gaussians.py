@@ -183,6 +183,8 @@ def gaussian_colors(
         raise ValueError(
             f"SH colors must be [N, K>={(sh_degree + 1) ** 2}, 3] for degree {sh_degree}, got {tuple(colors.shape)}"
         )
+    if sh_degree == 0:  # view-independent: the directions are not needed (6 ms + 2 ms backward at 100k Gaussians)
+        return torch.clamp_min(colors[:, 0] * SH_C0 + 0.5, 0.0)
     count = (sh_degree + 1) ** 2
     dirs = torch.nn.functional.normalize(means - camera_center.to(means), dim=-1)
     basis = sh_basis(sh_degree, dirs)  # [N, count]

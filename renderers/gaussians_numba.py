@@ -42,10 +42,9 @@ the workqueue layer must not be entered from two Python threads at once (the app
 
 The 2D stage is float32, the projection float64 (per Gaussian, cheap). Inputs may be float32 or float64; the
 projection kernels read and write either directly (one compiled variant per dtype, no conversion copies) and
-compute in float64; outputs and gradients come back in the inputs' dtype. SH degree 0 colours skip the view
-directions (see _gaussian_rgb). Kernels compile on first use with ``cache=True``: once per machine
-(tens of seconds on 2 busy cores; the cache is written next to this file, or under NUMBA_CACHE_DIR when that is
-set, e.g. on a read-only install), then about a second to load.
+compute in float64; outputs and gradients come back in the inputs' dtype. Kernels compile on first use with
+``cache=True``: once per machine (tens of seconds on 2 busy cores; the cache is written next to this file, or under
+NUMBA_CACHE_DIR when that is set, e.g. on a read-only install), then about a second to load.
 """
 
 from __future__ import annotations
@@ -68,7 +67,6 @@ from renderers.gaussians import (
     ALPHA_MAX,
     ALPHA_MIN,
     FOV_CLAMP_MARGIN,
-    SH_C0,
     TRANSMITTANCE_MIN,
     GaussianRender,
     RasterCache,
@@ -982,19 +980,6 @@ class ColorOperator:
         return torch.from_numpy(np.ascontiguousarray(grad[:, RGB_COLUMNS]))
 
 
-def _gaussian_rgb(
-    means: Tensor,  # [N, 3]
-    colors: Tensor,  # [N, K, 3] SH or [N, 3] RGB
-    camera: Camera,
-    sh_degree: int | None,
-) -> Tensor:  # [N, 3]
-    """:func:`renderers.gaussians.gaussian_colors`; for degree 0 (the fit's default) without the view directions,
-    which only the higher bands use (measured 6 ms forward + 2 ms backward at 100k Gaussians, now ~0.5)."""
-    if sh_degree == 0 and colors.ndim == 3 and colors.shape[1] >= 1 and colors.shape[-1] == 3:
-        return torch.clamp_min(colors[:, 0] * SH_C0 + 0.5, 0.0)
-    return gaussian_colors(means, colors, camera.cam_to_world[:3, 3], sh_degree)
-
-
 # --- the backend --------------------------------------------------------------------------------------------------
 
 
@@ -1045,7 +1030,7 @@ class NumbaGaussianRasterizer:
             view, intr = _camera_arrays(camera)
             geometry, valid = _Project.apply(means, quats, scales, view, intr, float(s.eps2d), float(s.near))
             means2d, conics, depths = geometry[:, :2], geometry[:, 2:5], geometry[:, 5]  # [N, 2], [N, 3], [N]
-        rgb_g = _gaussian_rgb(means, colors, camera, sh_degree)  # [N, 3]
+        rgb_g = gaussian_colors(means, colors, camera.cam_to_world[:3, 3], sh_degree)  # [N, 3]
         training = torch.is_grad_enabled() and any(t.requires_grad for t in (quats, scales, opacities, colors))
         if training and not means2d.requires_grad:
             # Frozen positions: still expose d(loss)/d(means2d) (densification strategies read it, as in gsplat).

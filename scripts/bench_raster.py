@@ -39,7 +39,7 @@ from torch import Tensor
 
 from core.cameras import Camera, intrinsics, look_at
 from renderers import gaussians_numba
-from renderers.gaussians import RasterSettings, TorchGaussianRasterizer
+from renderers.gaussians import RasterSettings, TorchGaussianRasterizer, gaussian_colors
 from renderers.gaussians_numba import NumbaGaussianRasterizer, available_cpus
 
 HEIGHT, WIDTH = 192, 256  # the fit resolution the goal is stated at
@@ -172,7 +172,7 @@ def stage_row(count: int, repeats: int = 7) -> str:
         geometry, valid = timed(
             "projection", gaussians_numba._Project.apply, *leaves[:3], view, intr, settings.eps2d, settings.near
         )
-        rgb = timed("colours", gaussians_numba._gaussian_rgb, leaves[0], leaves[4], camera, SH_DEGREE)
+        rgb = timed("colours", gaussian_colors, leaves[0], leaves[4], camera.cam_to_world[:3, 3], SH_DEGREE)
         with torch.no_grad():
             packed = torch.cat([geometry[:, :5], leaves[3][:, None], rgb, geometry[:, 5:6]], dim=-1).float()
         bins = timed("binning", gaussians_numba._TileBins, packed.numpy(), valid.numpy(), HEIGHT, WIDTH)
