@@ -25,7 +25,7 @@ from core.cameras import Camera
 from core.components import Cancelled
 from core.types import Frame, PointCloud
 from pipeline.splats.colors import solve_colors
-from pipeline.splats.losses import SSIM_WINDOW, SsimReference, fit_loss, masked_psnr
+from pipeline.splats.losses import SsimReference, fit_loss, has_ssim_term, masked_psnr
 from pipeline.splats.model import SplatInitConfig, Splats, init_from_cloud, merge_to_resolution
 from pipeline.splats.strategy import PruneStrategy, SplatParams, SplatStrategy, StrategyState
 from pipeline.splats.views import (
@@ -358,9 +358,7 @@ def fit_splats(
 
 def _ssim_reference(target: Target, ssim_weight: float, dtype: torch.dtype) -> SsimReference | None:
     """The target prepared for the SSIM term, or None when the term is off or the crop is smaller than its window."""
-    if ssim_weight <= 0 or min(target.rgb.shape[0], target.rgb.shape[1]) <= SSIM_WINDOW // 2:
-        return None
-    return SsimReference(target.rgb.to(dtype))
+    return SsimReference(target.rgb.to(dtype)) if has_ssim_term(ssim_weight, target.rgb) else None
 
 
 def _fit_camera(frame: Frame, fit_max_side: int | None) -> Camera:

@@ -1,8 +1,9 @@
 """Losses and metrics of the fit: masked L1 + D-SSIM + relative depth, and masked PSNR.
 
 SSIM is the one of Wang et al. 2004 as kornia computes it (``kornia.metrics.ssim``: 11×11 Gaussian window,
-σ = 1.5, reflect padding, the same constants; the tests hold our map to kornia's within 1e-5). We compute it
-ourselves because a fit step compares a changing render with a FIXED target, and two things follow from that:
+σ = 1.5, reflect padding, the same constants; the tests hold our map and its gradient to kornia's within 1e-6
+and 1e-5). We compute it ourselves because a fit step compares a changing render with a FIXED target, and two
+things follow from that:
 
 * the target's local mean and variance are computed once per target (:class:`SsimReference`), not every step, so
   each step blurs three maps (x, x², x·y) instead of five, and the backward pass only goes through those three;
@@ -109,6 +110,12 @@ def ssim_map(a: Tensor, b: Tensor) -> Tensor:  # [H, W, 3], [H, W, 3] -> [H, W]
     return SsimReference(b.to(a)).map(a)
 
 
+def has_ssim_term(ssim_weight: float, target_rgb: Tensor) -> bool:
+    """Whether :func:`fit_loss` has an SSIM term for this target: a positive weight and an image larger than the
+    window (a few-pixel crop has none)."""
+    return ssim_weight > 0 and min(target_rgb.shape[0], target_rgb.shape[1]) > SSIM_WINDOW // 2
+
+
 def fit_loss(
     render: GaussianRender,
     target_rgb: Tensor,  # [H, W, 3]
@@ -130,7 +137,7 @@ def fit_loss(
     target_rgb = target_rgb.to(render.rgb)
     l1 = ((render.rgb - target_rgb).abs().mean(dim=-1) * weights).sum() / denom
     loss = (1 - ssim_weight) * l1
-    if ssim_weight > 0 and min(target_rgb.shape[0], target_rgb.shape[1]) > SSIM_WINDOW // 2:
+    if has_ssim_term(ssim_weight, target_rgb):
         reference = ssim_reference if ssim_reference is not None else SsimReference(target_rgb)
         loss = loss + ssim_weight * ((1 - reference.map(render.rgb)) * weights).sum() / denom
     if depth_weight > 0:
