@@ -469,8 +469,7 @@ def _encode(
 
     start = time.perf_counter()
     config = run.splats  # iterations, seed and fit resolution come from the run configuration
-    cloud = thin_cloud(result.cloud, MAX_FIT_SPLATS)
-    if fitted is not None:
+    if fitted is not None:  # an earlier job's splats (objects_job): no fit
         splats = fitted
     elif config.iterations > 0:
         low, high = SPLAT_PROGRESS
@@ -480,10 +479,10 @@ def _encode(
             fraction = low + (high - low) * step / max(total, 1)
             report(ProgressEvent("splats", -1, len(result.frames), fraction, message))
 
-        fitted = splat_fit.fit_splats(result.frames, cloud, config, progress=fit_progress, cancel=cancel)
-        splats = fitted.splats
+        cloud = thin_cloud(result.cloud, MAX_FIT_SPLATS)
+        splats = splat_fit.fit_splats(result.frames, cloud, config, progress=fit_progress, cancel=cancel).splats
     else:
-        splats = splat_fit.init_from_cloud(cloud, config.init)
+        splats = splat_fit.init_from_cloud(thin_cloud(result.cloud, MAX_FIT_SPLATS), config.init)
     scene_splats = splats
     if placed is not None:
         from pipeline.objects import append_splats, object_splats
