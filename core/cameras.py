@@ -142,12 +142,73 @@ def ring_yaws() -> list[float]:
 
 
 def ordered_ring(yaws: list[float]) -> list[float]:
-    """Order yaws so each new view is next to an existing one: 0, +25, -25, +50, -50 ... (alternating sides)."""
+    """Order yaws so each new view is next to an existing one, the two sides taking turns: 0, then the nearest to
+    the right, the nearest to the left, the next to the right, ... (one side's leftovers at the end).
+
+    Taking turns makes consecutive views face away from each other, so the grow loop can fill them at the same
+    time (:func:`views_overlap`, ``pipeline.grow``) until the two sides meet.
+    """
 
     def signed(y: float) -> float:
         return ((y + 180.0) % 360.0) - 180.0
 
-    return sorted(yaws, key=lambda y: (abs(signed(y)), signed(y) < 0))
+    ordered = sorted(yaws, key=lambda y: (abs(signed(y)), signed(y) < 0))
+    first, rest = ordered[:1], ordered[1:]
+    right = [y for y in rest if signed(y) >= 0]
+    left = [y for y in rest if signed(y) < 0]
+    turns = [y for pair in zip(right, left) for y in pair]
+    return first + turns + right[len(left) :] + left[len(right) :]
+
+
+OVERLAP_MARGIN_PX = 8.0
+"""How close to a camera's border another camera's view may come and still count as apart: 16× the lifted
+points' half-pixel footprint (``GrowConfig.point_footprint_px``)."""
+
+OVERLAP_SAMPLE_PX = 4.0
+"""Spacing of the border pixels :func:`views_overlap` tests: fine enough that no overlap wider than the margin
+slips between two samples."""
+
+
+def views_overlap(a: Camera, b: Camera, margin_px: float = OVERLAP_MARGIN_PX) -> bool:
+    """Whether anything one camera sees could show in the other, within ``margin_px`` of its border.
+
+    For cameras at one centre (a ring or sphere path, which turns in place) what a camera sees is a convex cone of
+    directions whatever the depth, and two such cones meet only if the border of one enters the other: the border
+    rays of each are projected into the other. Cameras at different centres are taken to overlap (a near point
+    can show anywhere).
+
+    Example:
+        >>> K = intrinsics(384, 512)
+        >>> cam = lambda yaw: Camera(K, pose(rotation_yaw_pitch(yaw, 0.0), torch.zeros(3)), 384, 512)
+        >>> views_overlap(cam(25.0), cam(-36.7)), views_overlap(cam(25.0), cam(50.0))
+        (False, True)
+    """
+    if float((a.center - b.center).norm()) > 1e-6 * (1.0 + float(a.center.norm())):
+        return True
+    return _border_enters(a, b, margin_px) or _border_enters(b, a, margin_px)
+
+
+def _border_enters(a: Camera, b: Camera, margin_px: float) -> bool:
+    """Whether a ray through a border pixel of ``a`` lands within ``b``'s image grown by ``margin_px``."""
+    dtype = torch.float64
+    columns = torch.linspace(0.0, a.width, max(2, math.ceil(a.width / OVERLAP_SAMPLE_PX) + 1), dtype=dtype)
+    rows = torch.linspace(0.0, a.height, max(2, math.ceil(a.height / OVERLAP_SAMPLE_PX) + 1), dtype=dtype)
+    u = torch.cat([columns, columns, torch.zeros_like(rows), torch.full_like(rows, a.width)])
+    v = torch.cat([torch.zeros_like(columns), torch.full_like(columns, a.height), rows, rows])
+    pixels = torch.stack([u, v, torch.ones_like(u)], dim=-1)  # [P, 3] homogeneous
+    rays_a = pixels @ torch.linalg.inv(a.K.to(dtype)).T  # [P, 3] camera a
+    a_to_b = b.world_to_cam.to(dtype)[:3, :3] @ a.cam_to_world.to(dtype)[:3, :3]  # rotation a -> b
+    rays_b = rays_a @ a_to_b.T  # [P, 3] camera b
+    ahead = rays_b[:, 2] > 1e-9
+    projected = rays_b[ahead] @ b.K.to(dtype).T
+    uv = projected[:, :2] / projected[:, 2:]
+    inside = (
+        (uv[:, 0] >= -margin_px)
+        & (uv[:, 0] <= b.width + margin_px)
+        & (uv[:, 1] >= -margin_px)
+        & (uv[:, 1] <= b.height + margin_px)
+    )
+    return bool(inside.any())
 
 
 def path_views(mode: str, hfov_deg: float | None = None, aspect: float = 0.75) -> list[View]:

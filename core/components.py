@@ -7,6 +7,7 @@ Images are float32 ``[H, W, 3]`` in [0, 1]; masks are bool ``[H, W]`` (True = th
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
@@ -66,6 +67,37 @@ class Outpainter(Protocol):
         view: int | None = None,
         known_mask: Tensor | None = None,  # [H, W] bool
     ) -> Tensor:  # [H, W, 3], equal to ``image`` outside ``fill_mask``
+        ...
+
+
+@dataclass(frozen=True)
+class OutpaintRequest:
+    """One view to fill: the arguments of :meth:`Outpainter.outpaint`, for outpainters that fill several at once."""
+
+    image: Tensor  # [H, W, 3]
+    fill_mask: Tensor  # [H, W] bool, True = generate here
+    prompt: str = ""
+    negative_prompt: str = ""
+    seed: int = 0
+    camera: Camera | None = None
+    view: int | None = None
+    known_mask: Tensor | None = None  # [H, W] bool
+
+
+@runtime_checkable
+class ParallelOutpainter(Outpainter, Protocol):
+    """An outpainter that fills up to ``parallel_views`` independent views at once, faster than one after another.
+
+    ``outpaint_many(requests)`` returns exactly what ``outpaint`` returns for each request on its own (same
+    seeds, same bytes); only the wall time differs. The grow loop hands it views that cannot see each other's new
+    content (:func:`core.cameras.views_overlap`), so filling them together changes nothing but the time.
+    """
+
+    parallel_views: int
+
+    def outpaint_many(
+        self, requests: Sequence[OutpaintRequest], cancel: threading.Event | None = None
+    ) -> list[Tensor]:  # one [H, W, 3] per request
         ...
 
 

@@ -18,15 +18,18 @@ from __future__ import annotations
 import logging
 import math
 import threading
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from core.cameras import Camera
-from core.components import Cancelled, DepthEstimate, DepthEstimator
+from core.components import Cancelled, DepthEstimate, DepthEstimator, OutpaintRequest
 from core.geometry import ray_directions
 from core.images import DepthFile, resize_depth, to_uint8
+from core.threads import available_cpus
+from models.patchmatch_worker import PatchMatchWorker, WorkerError, inpaint_uint8, load_patchmatch
 
 logger = logging.getLogger(__name__)
 
@@ -47,20 +50,10 @@ TELEA_RADIUS = 5
 """Neighbourhood radius (pixels) of OpenCV's Telea fallback: enough to smooth across quantisation steps, small
 enough to keep edges near the hole's border."""
 
-_SEED_MODULUS = 2**32  # pypatchmatch keeps its seed as a C unsigned int
-
-# pypatchmatch's seed is process-global state in the native library: seeding and inpainting must not interleave
-# between threads, or two concurrent requests would each get the other's random stream.
-_PATCHMATCH_LOCK = threading.Lock()
-
-
-def _load_patchmatch():
-    """The ``patch_match`` module if its native library loads, else None."""
-    try:
-        from patchmatch import patch_match
-    except ImportError:
-        return None
-    return patch_match if patch_match.patchmatch_available else None
+MAX_PARALLEL_VIEWS = 2
+"""Views PatchMatch fills at once (this process and one worker process, see :mod:`models.patchmatch_worker`), when
+the process may use at least two CPUs. A third lane would need a third core, and the machines this profile is for
+(a 2-core Space, a laptop) rarely give one."""
 
 
 class PatchMatchOutpainter:
@@ -78,6 +71,8 @@ class PatchMatchOutpainter:
         use_patchmatch: ``False`` forces the OpenCV Telea fallback (for tests and comparisons).
         solve_max_side: PatchMatch solves at most at this longer side and the hole is upsampled (bilinear) from
             there; ``None`` solves at full resolution. See :data:`DEFAULT_SOLVE_MAX_SIDE`.
+        parallel_views: views :meth:`outpaint_many` fills at once (1 or 2); ``None`` = 2 when the process may use
+            two CPUs (:data:`MAX_PARALLEL_VIEWS`), else 1. The second runs in a worker process.
     """
 
     def __init__(
@@ -86,19 +81,26 @@ class PatchMatchOutpainter:
         *,
         use_patchmatch: bool = True,
         solve_max_side: int | None = DEFAULT_SOLVE_MAX_SIDE,
+        parallel_views: int | None = None,
     ):
         if not isinstance(patch_size, int) or not 1 <= patch_size <= 32:
             raise ValueError(f"patch_size must be an integer in [1, 32], got {patch_size!r}")
         if solve_max_side is not None and (not isinstance(solve_max_side, int) or solve_max_side < 16):
             raise ValueError(f"solve_max_side must be None or an integer >= 16, got {solve_max_side!r}")
+        if parallel_views is not None and parallel_views not in range(1, MAX_PARALLEL_VIEWS + 1):
+            raise ValueError(f"parallel_views must be None or 1..{MAX_PARALLEL_VIEWS}, got {parallel_views!r}")
         self.patch_size = patch_size
         self.solve_max_side = solve_max_side
-        self._patch_match = _load_patchmatch() if use_patchmatch else None
+        self._patch_match = load_patchmatch() if use_patchmatch else None
         if use_patchmatch and self._patch_match is None:
             logger.warning(
                 "pypatchmatch's native library is unavailable; PatchMatchOutpainter falls back to OpenCV's Telea "
                 "inpainting, which smears colours into large holes instead of continuing textures"
             )
+        lanes = min(MAX_PARALLEL_VIEWS, available_cpus()) if parallel_views is None else parallel_views
+        self.parallel_views = lanes if self._patch_match is not None else 1
+        self._worker = PatchMatchWorker()
+        self._worker_lock = threading.Lock()  # one outpaint_many at a time uses the worker
 
     @property
     def backend(self) -> str:
@@ -124,6 +126,79 @@ class PatchMatchOutpainter:
             Cancelled: ``cancel`` was set before the fill started.
             ValueError: shapes disagree, or nothing is known to copy from.
         """
+        if cancel is not None and cancel.is_set():
+            raise Cancelled("outpainting cancelled")
+        if not self._check(image, fill_mask):
+            return image.clone()
+        pixels, hole = _as_uint8(image, fill_mask)
+        if self._patch_match is not None:
+            filled = inpaint_uint8(pixels, hole, seed, self.patch_size, self.solve_max_side)
+        else:
+            import cv2
+
+            filled = cv2.inpaint(pixels, hole, TELEA_RADIUS, cv2.INPAINT_TELEA)
+        return _compose(image, fill_mask, filled)
+
+    def outpaint_many(
+        self, requests: Sequence[OutpaintRequest], cancel: threading.Event | None = None
+    ) -> list[Tensor]:  # one [H, W, 3] per request
+        """Fill several views, two at a time (one here, one in the worker process); the same bytes as
+        :meth:`outpaint` on each request. A worker that fails is logged and its view filled here instead.
+
+        Raises:
+            Cancelled: ``cancel`` was set before the fills started.
+            ValueError: a request's shapes disagree, or nothing is known to copy from.
+        """
+        if cancel is not None and cancel.is_set():
+            raise Cancelled("outpainting cancelled")
+        results: list[Tensor | None] = [None] * len(requests)
+        work = []  # (position, pixels, hole, seed) of the requests that have a hole
+        for position, request in enumerate(requests):
+            if self._check(request.image, request.fill_mask):
+                work.append((position, *_as_uint8(request.image, request.fill_mask), request.seed))
+            else:
+                results[position] = request.image.clone()
+        if self.parallel_views < 2 or len(work) < 2:
+            for position, *_ in work:
+                request = requests[position]
+                results[position] = self.outpaint(request.image, request.fill_mask, seed=request.seed)
+            return results
+        with self._worker_lock:
+            while work:
+                (here, pixels, hole, seed), *rest = work
+                remote = rest[0] if rest else None
+                work = rest[1:]
+                if remote is not None:
+                    remote = self._send(remote)
+                filled = inpaint_uint8(pixels, hole, seed, self.patch_size, self.solve_max_side)
+                results[here] = _compose(requests[here].image, requests[here].fill_mask, filled)
+                if remote is not None:
+                    position, pixels, hole, seed, sent = remote
+                    filled = self._receive(sent, pixels, hole, seed)
+                    results[position] = _compose(requests[position].image, requests[position].fill_mask, filled)
+        return results
+
+    def _send(self, item: tuple) -> tuple:
+        """Hand one fill to the worker; the item with ``sent`` (False when the worker could not take it)."""
+        position, pixels, hole, seed = item
+        try:
+            self._worker.send(pixels, hole, seed, self.patch_size, self.solve_max_side)
+        except WorkerError as error:
+            logger.warning("%s; filling view %d in this process instead", error, position)
+            return (*item, False)
+        return (*item, True)
+
+    def _receive(self, sent: bool, pixels: np.ndarray, hole: np.ndarray, seed: int) -> np.ndarray:
+        if sent:
+            try:
+                return self._worker.receive()
+            except WorkerError as error:
+                logger.warning("%s; filling that view in this process instead", error)
+        return inpaint_uint8(pixels, hole, seed, self.patch_size, self.solve_max_side)
+
+    @staticmethod
+    def _check(image: Tensor, fill_mask: Tensor) -> bool:
+        """Validate one request; False when there is nothing to fill."""
         if image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(f"image must be [H, W, 3], got {list(image.shape)}")
         if fill_mask.shape != image.shape[:2] or fill_mask.dtype != torch.bool:
@@ -131,45 +206,22 @@ class PatchMatchOutpainter:
                 f"fill_mask must be a bool [H, W] matching the image {list(image.shape[:2])}, "
                 f"got {fill_mask.dtype} {list(fill_mask.shape)}"
             )
-        if cancel is not None and cancel.is_set():
-            raise Cancelled("outpainting cancelled")
         if not bool(fill_mask.any()):
-            return image.clone()
+            return False
         if bool(fill_mask.all()):
             raise ValueError("fill_mask covers the whole image: there is nothing to copy patches from")
+        return True
 
-        pixels = to_uint8(image)  # [H, W, 3] uint8
-        hole = fill_mask.detach().cpu().numpy().astype(np.uint8) * 255  # [H, W] uint8, non-zero = fill
-        if self._patch_match is not None:
-            filled = self._patchmatch_reduced(pixels, hole, seed)
-        else:
-            import cv2
 
-            filled = cv2.inpaint(pixels, hole, TELEA_RADIUS, cv2.INPAINT_TELEA)
-        result = torch.from_numpy(np.ascontiguousarray(filled)).to(device=image.device, dtype=image.dtype) / 255.0
-        return torch.where(fill_mask[..., None].to(image.device), result, image)
+def _as_uint8(image: Tensor, fill_mask: Tensor) -> tuple[np.ndarray, np.ndarray]:  # -> [H, W, 3], [H, W] uint8
+    """The image and the hole (non-zero = fill) as PatchMatch takes them."""
+    return to_uint8(image), fill_mask.detach().cpu().numpy().astype(np.uint8) * 255
 
-    def _patchmatch_reduced(self, pixels: np.ndarray, hole: np.ndarray, seed: int) -> np.ndarray:
-        """PatchMatch at :attr:`solve_max_side`, the hole upsampled back.  # [H, W, 3], [H, W] uint8 -> [H, W, 3]"""
-        import cv2
 
-        height, width = hole.shape
-        scale = 1.0 if self.solve_max_side is None else min(1.0, self.solve_max_side / max(height, width))
-        small_size = (max(1, round(width * scale)), max(1, round(height * scale)))  # (w, h) for OpenCV
-        if scale < 1.0:
-            small = cv2.resize(pixels, small_size, interpolation=cv2.INTER_AREA)  # [h, w, 3]
-            # A reduced pixel is a hole if any full-resolution pixel under it is: no hole colour leaks in.
-            small_hole = (cv2.resize(hole, small_size, interpolation=cv2.INTER_AREA) > 0).astype(np.uint8) * 255
-            if small_hole.all():
-                scale = 1.0
-        if scale >= 1.0:
-            small, small_hole = pixels, hole
-        with _PATCHMATCH_LOCK:
-            self._patch_match.set_random_seed(int(seed) % _SEED_MODULUS)
-            filled = self._patch_match.inpaint(small, small_hole, patch_size=self.patch_size)
-        if scale >= 1.0:
-            return filled
-        return cv2.resize(filled, (width, height), interpolation=cv2.INTER_LINEAR)  # [H, W, 3]
+def _compose(image: Tensor, fill_mask: Tensor, filled: np.ndarray) -> Tensor:  # [H, W, 3] uint8 -> [H, W, 3]
+    """``filled`` inside the mask, ``image`` bit for bit outside."""
+    result = torch.from_numpy(np.ascontiguousarray(filled)).to(device=image.device, dtype=image.dtype) / 255.0
+    return torch.where(fill_mask[..., None].to(image.device), result, image)
 
 
 # --- geometric prior depth ----------------------------------------------------------------------------------------

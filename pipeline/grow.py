@@ -8,11 +8,17 @@ For each camera on the path after the first:
 4. find depth edges (pixels straddling a discontinuity are not lifted)
 5. lift the new region (+ seam band), dedupe, fuse
 
+Views that cannot see each other (:func:`core.cameras.views_overlap`: the two sides of a ring, which take turns)
+are outpainted together when the outpainter can fill several at once (:class:`core.components.ParallelOutpainter`,
+e.g. PatchMatch on two cores). The result is the same as one after another, byte for byte: a later view of such a
+wave is rendered again after the earlier ones are fused, and outpainted again if anything it sees changed.
+
 The components are injected; this module holds no model, UI or file code.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -21,13 +27,24 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from core.cameras import Camera
-from core.components import Cancelled, DepthCompleter, DepthEstimator, Outpainter, PointRenderer
+from core.cameras import Camera, views_overlap
+from core.components import (
+    Cancelled,
+    DepthCompleter,
+    DepthEstimator,
+    Outpainter,
+    OutpaintRequest,
+    ParallelOutpainter,
+    PointRenderer,
+    RenderResult,
+)
 from core.masks import dilate, erode, snap_depth_edges
 from core.types import Frame, ProgressEvent, SceneResult
 from pipeline.config import GrowConfig
 from pipeline.fusion import lift_pixels, new_point_mask
 from pipeline.ring import apply_closure, measure_closure, ring_centre
+
+logger = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[ProgressEvent], None]
 STAGES = ("depth", "render", "outpaint", "complete", "snap", "fuse")
@@ -102,11 +119,12 @@ class ScenePipeline:
         clock = _Clock({name: 0.0 for name in STAGES})
         num_views = len(cameras)
 
-        def step(stage: str, view: int, within: float) -> None:
+        def step(stage: str, view: int, within: float, views: str | None = None) -> None:
             if cancel is not None and cancel.is_set():
                 raise Cancelled("cancelled")
             fraction = (view + within) / num_views
-            report(ProgressEvent(stage, view, num_views, min(fraction, 1.0), f"view {view + 1}/{num_views}: {stage}"))
+            where = f"views {views}" if views else f"view {view + 1}"
+            report(ProgressEvent(stage, view, num_views, min(fraction, 1.0), f"{where}/{num_views}: {stage}"))
 
         # 2. The first view: depth from the given map or the estimator, lifted whole
         step("depth", 0, 0.0)
@@ -124,10 +142,16 @@ class ScenePipeline:
             cloud = lift_pixels(image, depth0, lift, cameras[0], 0, self.config.point_footprint_px)
         frames = [Frame(0, cameras[0], image, depth0, everything, len(cloud), torch.zeros_like(depth0), nothing, lift)]
 
-        # 3. Every further view: render, outpaint, complete, snap, fuse
-        for index, camera in enumerate(cameras[1:], start=1):
-            frame, cloud = self.grow_view(index, camera, cloud, prompt, negative_prompt, seed, step, clock, cancel)
-            frames.append(frame)
+        # 3. Every further view: render, outpaint, complete, snap, fuse; views apart from each other in waves
+        lanes = self.outpainter.parallel_views if isinstance(self.outpainter, ParallelOutpainter) else 1
+        index = 1
+        while index < num_views:
+            wave = outpaint_wave(cameras, index, max(1, lanes))
+            grown, cloud = self.grow_views(
+                wave, [cameras[i] for i in wave], cloud, prompt, negative_prompt, seed, step, clock, cancel
+            )
+            frames += grown
+            index += len(wave)
 
         # 4. A closed 360° ring: spread the closure discrepancy over the ring (pipeline/ring.py)
         centre = ring_centre(cameras) if self.config.close_ring else None
@@ -157,31 +181,80 @@ class ScenePipeline:
         """One view of the loop: render the cloud into ``camera``, outpaint, complete depth, snap, lift the new
         pixels (view ``index``); returns the new :class:`Frame` and the grown cloud (``cloud`` is not modified).
         ``step(stage, index, within)`` is called before each stage (it raises to cancel); ``clock`` sums stage time.
-        Used by the loop above and by :func:`pipeline.grow_more.grow_more`."""
-        cfg = self.config
-        step("render", index, 0.0)
-        with clock.stage("render"):
-            seen = self.renderer.render(cloud.points, cloud.colors, camera, cloud.radii)
-        known = erode(seen.known_mask, cfg.known_erode_px)
-        fill = ~known
+        Used by :func:`pipeline.grow_more.grow_more`."""
+        (frame,), cloud = self.grow_views([index], [camera], cloud, prompt, negative_prompt, seed, step, clock, cancel)
+        return frame, cloud
 
-        step("outpaint", index, 0.2)
+    def grow_views(self, indices, cameras, cloud, prompt, negative_prompt, seed, step, clock, cancel):
+        """Views ``indices`` (consecutive; with more than one, apart from each other, see :func:`outpaint_wave`):
+        rendered and outpainted together, then completed and fused in order. Returns their frames and the grown
+        cloud, exactly what :meth:`grow_view` one view after another gives."""
+        first, last = indices[0], indices[-1]
+
+        def announce(stage: str, within: float) -> None:  # a wave is announced as "views 2-3/13: outpaint"
+            if len(indices) == 1:
+                step(stage, first, within)
+            else:
+                step(stage, first, within, f"{first + 1}-{last + 1}")
+
+        announce("render", 0.0)
+        with clock.stage("render"):
+            seens = [self.renderer.render(cloud.points, cloud.colors, camera, cloud.radii) for camera in cameras]
+        requests = [
+            self._request(index, camera, seen, prompt, negative_prompt, seed)
+            for index, camera, seen in zip(indices, cameras, seens)
+        ]
+        announce("outpaint", 0.2)
         with clock.stage("outpaint"):
-            masked = torch.where(known[..., None], seen.rgb, torch.zeros_like(seen.rgb))
-            inpaint_mask = dilate(fill, cfg.outpaint_dilate_px)
-            rgb = self.outpainter.outpaint(
-                masked,
-                inpaint_mask,
-                prompt,
-                negative_prompt,
-                seed + index,
-                cancel,
-                camera=camera,
-                view=index,
-                known_mask=known,
-            )
-            # what was known stays exactly what the cloud shows, except the repainted seam band
-            rgb = torch.where(inpaint_mask[..., None], rgb, seen.rgb).clamp(0, 1)
+            if len(requests) == 1:
+                rgbs = [self._outpaint_one(requests[0], cancel)]
+            else:
+                rgbs = self.outpainter.outpaint_many(requests, cancel)
+        frames = []
+        for position, (index, camera) in enumerate(zip(indices, cameras)):
+            seen, request, rgb = seens[position], requests[position], rgbs[position]
+            if position > 0:
+                # the earlier views are fused now: what this view sees must not have changed
+                with clock.stage("render"):
+                    now = self.renderer.render(cloud.points, cloud.colors, camera, cloud.radii)
+                if not _same_render(now, seen):
+                    logger.info("view %d sees what views %d-%d added: outpainting it again", index, first, index - 1)
+                    seen = now
+                    request = self._request(index, camera, seen, prompt, negative_prompt, seed)
+                    step("outpaint", index, 0.2)
+                    with clock.stage("outpaint"):
+                        rgb = self._outpaint_one(request, cancel)
+            frame, cloud = self._finish_view(index, camera, cloud, seen, request, rgb, step, clock)
+            frames.append(frame)
+        return frames, cloud
+
+    def _request(self, index, camera, seen: RenderResult, prompt, negative_prompt, seed) -> OutpaintRequest:
+        """What to outpaint in view ``index``: everything but the eroded known region, grown across the seam."""
+        cfg = self.config
+        known = erode(seen.known_mask, cfg.known_erode_px)
+        masked = torch.where(known[..., None], seen.rgb, torch.zeros_like(seen.rgb))
+        inpaint_mask = dilate(~known, cfg.outpaint_dilate_px)
+        return OutpaintRequest(masked, inpaint_mask, prompt, negative_prompt, seed + index, camera, index, known)
+
+    def _outpaint_one(self, request: OutpaintRequest, cancel) -> Tensor:  # -> [H, W, 3] raw outpainter output
+        return self.outpainter.outpaint(
+            request.image,
+            request.fill_mask,
+            request.prompt,
+            request.negative_prompt,
+            request.seed,
+            cancel,
+            camera=request.camera,
+            view=request.view,
+            known_mask=request.known_mask,
+        )
+
+    def _finish_view(self, index, camera, cloud, seen, request, rgb, step, clock):
+        """Complete depth, snap and fuse one outpainted view; returns its :class:`Frame` and the grown cloud."""
+        cfg = self.config
+        # what was known stays exactly what the cloud shows, except the repainted seam band
+        rgb = torch.where(request.fill_mask[..., None], rgb, seen.rgb).clamp(0, 1)
+        fill = ~request.known_mask
 
         step("complete", index, 0.5)
         with clock.stage("complete"):
@@ -201,6 +274,21 @@ class ScenePipeline:
             cloud = cloud.cat(added)
         frame = Frame(index, camera, rgb, depth, fill, len(added), seen.depth, seen.known_mask, add)
         return frame, cloud
+
+
+def outpaint_wave(cameras: list[Camera], start: int, lanes: int) -> list[int]:
+    """The views from ``start`` on that can be outpainted together: consecutive, at most ``lanes``, each apart
+    from every other (:func:`core.cameras.views_overlap`)."""
+    wave = [start]
+    for index in range(start + 1, min(len(cameras), start + lanes)):
+        if any(views_overlap(cameras[index], cameras[other]) for other in wave):
+            break
+        wave.append(index)
+    return wave
+
+
+def _same_render(a: RenderResult, b: RenderResult) -> bool:
+    return torch.equal(a.known_mask, b.known_mask) and torch.equal(a.depth, b.depth) and torch.equal(a.rgb, b.rgb)
 
 
 def _valid_depth(depth: Tensor) -> Tensor:  # [H, W] -> [H, W] bool

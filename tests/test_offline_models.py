@@ -9,9 +9,10 @@ import pytest
 import torch
 
 from core.cameras import Camera, intrinsics, pose, rotation_yaw_pitch
-from core.components import Cancelled, DepthEstimate, DepthEstimator, Outpainter
+from core.components import Cancelled, DepthEstimate, DepthEstimator, Outpainter, OutpaintRequest, ParallelOutpainter
 from core.images import DepthFile
 from models.offline import FileDepth, GeometricPriorDepth, PatchMatchOutpainter
+from models.patchmatch_worker import WorkerError
 
 HEIGHT, WIDTH = 96, 128
 STRIPE = 8
@@ -121,6 +122,67 @@ def test_outpainter_checks_cancel_and_inputs():
         painter.outpaint(textured(), torch.ones(HEIGHT, WIDTH, dtype=torch.bool), "", "", seed=0)
     image = textured()
     assert torch.equal(painter.outpaint(image, torch.zeros(HEIGHT, WIDTH, dtype=torch.bool), seed=0), image)
+
+
+def _patchmatch(**options) -> PatchMatchOutpainter:
+    painter = PatchMatchOutpainter(**options)
+    if painter.backend != "patchmatch":
+        pytest.skip("pypatchmatch's native library is not available here")
+    return painter
+
+
+def _requests() -> list[OutpaintRequest]:
+    left = ~right_half()
+    nothing = torch.zeros_like(left)
+    return [
+        OutpaintRequest(textured(1), right_half(), seed=11),
+        OutpaintRequest(textured(2), left, seed=12),
+        OutpaintRequest(textured(3), right_half(), seed=13),
+        OutpaintRequest(textured(4), nothing, seed=14),  # nothing to fill: returned as given
+    ]
+
+
+def test_patchmatch_fills_views_in_parallel_with_the_same_bytes_as_one_by_one():
+    painter = _patchmatch(parallel_views=2)
+    assert isinstance(painter, ParallelOutpainter) and painter.parallel_views == 2
+    requests = _requests()
+    together = painter.outpaint_many(requests)
+    one_by_one = [painter.outpaint(r.image, r.fill_mask, seed=r.seed) for r in requests]
+    assert all(torch.equal(a, b) for a, b in zip(together, one_by_one, strict=True))
+    assert torch.equal(together[3], requests[3].image)
+    assert painter._worker._process is not None  # the second lane really ran in the worker process
+    painter._worker.close()
+
+
+def test_patchmatch_fills_here_when_the_worker_dies():
+    painter = _patchmatch(parallel_views=2)
+    requests = _requests()[:2]
+    expected = [painter.outpaint(r.image, r.fill_mask, seed=r.seed) for r in requests]
+    painter.outpaint_many(requests)  # starts the worker
+    painter._worker._process.kill()  # it dies between two waves
+    painter._worker._process.wait()
+    again = painter.outpaint_many(requests)  # the next send starts a new one
+    assert all(torch.equal(a, b) for a, b in zip(again, expected, strict=True))
+
+    def broken(*args, **kwargs):
+        raise WorkerError("could not start")
+
+    painter._worker.send = broken
+    assert all(torch.equal(a, b) for a, b in zip(painter.outpaint_many(requests), expected, strict=True))
+    painter._worker.close()
+
+
+def test_patchmatch_parallel_views_checks_its_argument_and_cancel():
+    with pytest.raises(ValueError, match="parallel_views"):
+        PatchMatchOutpainter(parallel_views=3)
+    assert PatchMatchOutpainter(use_patchmatch=False).parallel_views == 1  # Telea: nothing to gain
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(Cancelled):
+        _patchmatch(parallel_views=2).outpaint_many(_requests(), cancel)
+    with pytest.raises(ValueError, match="whole image"):
+        everything = torch.ones(HEIGHT, WIDTH, dtype=torch.bool)
+        _patchmatch(parallel_views=2).outpaint_many([OutpaintRequest(textured(), everything)] * 2)
 
 
 # --- geometric prior ----------------------------------------------------------------------------------------------
