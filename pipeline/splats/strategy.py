@@ -14,6 +14,7 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
+from pipeline.splats.adam import Adam
 from pipeline.splats.model import Splats
 from renderers.gaussians import GaussianRender, quat_to_rotmat
 
@@ -30,7 +31,7 @@ class SplatParams:
         }
         self.lrs = lrs
         self.version = 0  # bumped whenever the set of splats changes (caches keyed on it)
-        self.optimizer = torch.optim.Adam(
+        self.optimizer = Adam(  # torch.optim.Adam's update without its ~1 s first-use import (see adam.py)
             [{"params": [p], "lr": lrs[n], "name": n} for n, p in self.params.items() if lrs[n] > 0], eps=1e-15
         )
 
