@@ -159,8 +159,8 @@ def measure_closure(
         log_ratio = seen.depth[use].log() - values[use].log()
         rho.append(float(log_ratio.median()))
         spread.append(float((log_ratio - rho[-1]).abs().median()))
-    if max(spread) > MAX_SCALE_SPREAD:  # the estimator's shape disagrees with the scene: its scale is no reference
-        return None
+        if spread[-1] > MAX_SCALE_SPREAD:  # the estimator's shape disagrees with the scene: its scale is no reference
+            return None  # (known at the first such view: the offline prior stops here, at view 0, not after 13 renders)
     half0 = frames[0].camera.hfov_deg / 2
     knots = {half0: 0.0, 360.0 - half0: 0.0}
     for frame, value in zip(frames[1:], rho[1:]):

@@ -124,3 +124,14 @@ def test_closure_is_not_measured_against_an_estimator_that_disagrees_with_the_sc
     cloud = lift_pixels(image, depth0, torch.ones_like(depth0, dtype=torch.bool), cameras[0], 0, 0.5)
     assert measure_closure(frames, cloud, renderer, CrudeEstimator(), ring_centre(cameras)) is None
     assert measure_closure(frames, cloud, renderer, SmoothlyWrongEstimator(world), ring_centre(cameras)) is not None
+
+    class CountingRenderer:
+        calls = 0
+
+        def render(self, *args, **kwargs):
+            CountingRenderer.calls += 1
+            return renderer.render(*args, **kwargs)
+
+    # the first view that disagrees settles it: the other views are not rendered (13 renders of the whole cloud)
+    assert measure_closure(frames * 3, cloud, CountingRenderer(), CrudeEstimator(), ring_centre(cameras)) is None
+    assert CountingRenderer.calls == 1
