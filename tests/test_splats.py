@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 
 import pytest
 import torch
@@ -146,8 +147,8 @@ def test_fit_lowers_loss_and_generalises_to_held_out_views(stage):
     psnr_before = [masked_psnr(before.render(c, "torch").rgb, render_room(c)[0]) for c in held_out]
     config = SplatConfig(
         iterations=60, iterations_per_view=None, stop_on_plateau=False, color_solve_iterations=0,
-        rasterizer="torch", lr=LearningRates(sh0=1e-2),
-    )  # fmt: skip
+        support_views_per_frame=0, rasterizer="torch", lr=LearningRates(sh0=1e-2),
+    )  # fmt: skip  # only the frames teach: supporting views would render the noisy cloud
     result = fit_splats(frames, noisy, config)
     assert len(result.losses) == 60 and result.iterations == 60 and result.backend == "torch" and result.seconds > 0
     first, last = sum(result.losses[:6]) / 6, sum(result.losses[-6:]) / 6
@@ -173,6 +174,35 @@ def test_default_fit_stops_on_a_held_out_plateau_and_beats_the_point_render(stag
     points = TorchPointRenderer()
     cloud_psnr = _held_out_psnr(lambda c: points.render(cloud.points, cloud.colors, c, cloud.radii).rgb)
     assert _held_out_psnr(lambda c: result.splats.render(c, "torch").rgb) >= cloud_psnr
+
+
+def _seen_by_photo(camera: Camera, photo: Camera) -> torch.Tensor:  # [H, W] bool
+    """Pixels of ``camera`` whose room surface lies inside the photo's view (the rest has no truth to fit)."""
+    _, _, world = render_room(camera)
+    uv, z = project(world.reshape(-1, 3), photo.K.float(), photo.world_to_cam.float())
+    inside = (z > 0) & (uv[:, 0] >= 0) & (uv[:, 0] < photo.width) & (uv[:, 1] >= 0) & (uv[:, 1] < photo.height)
+    return inside.reshape(camera.height, camera.width)
+
+
+def test_supporting_views_keep_colours_right_when_the_view_turns():
+    """One photo: solved against it alone, overlapping splats get colours for its exact depth order, which a turn
+    reorders. The default fit also reproduces jittered point-cloud views, so turned views score better."""
+    frames, cloud = synthetic_room("single", 2 * H, 2 * W)
+    photo = frames[0].camera
+    turned = [_camera(yaw, scale=2) for yaw in (-12.5, 6.0, 12.5, 25.0)]
+    seen = [_seen_by_photo(c, photo) for c in turned]
+    truths = [render_room(c)[0] for c in turned]
+
+    def held_out(config: SplatConfig) -> list[float]:
+        splats = fit_splats(frames, cloud, config).splats
+        return [masked_psnr(splats.render(c, "numba").rgb, t, m) for c, t, m in zip(turned, truths, seen)]
+
+    default = SplatConfig(rasterizer="numba")
+    assert default.support_views_per_frame > 0
+    without = held_out(replace(default, support_views_per_frame=0))
+    supported = held_out(default)  # measured: +0.5 dB on average, every view better
+    assert all(s > w for s, w in zip(supported, without)), (supported, without)
+    assert sum(supported) / len(supported) > sum(without) / len(without) + 0.25, (supported, without)
 
 
 def test_fit_work_follows_the_number_of_views(stage):

@@ -1,6 +1,6 @@
 """Fitting splats (initialised from the fused cloud) against the generated frames.
 
-``fit_splats`` reads as numbered steps: 1. targets and masks per frame (+ optional supporting views, + held-out
+``fit_splats`` reads as numbered steps: 1. targets and masks per frame (+ jittered supporting views, + held-out
 views for the stopping rule), 2. parameters and optimiser, 3. the loop (render → L1 + D-SSIM + depth → step →
 strategy hooks → every ``plateau_every`` steps a held-out check), 4. scores.
 
@@ -118,15 +118,21 @@ class SplatConfig:
     nearest for depth and masks). None = native. A speed lever for CPU (cost ~ pixels)."""
     pose_refinement: bool = False
     """Learn a small rigid correction per frame (frame 0 stays fixed as the world anchor)."""
-    support_views_per_frame: int = 0
-    """Supporting views: jittered copies of each frame's camera whose targets come from ``support_renderer``
-    (usually the point cloud). They constrain splats from angles slightly off the generation path."""
+    support_views_per_frame: int = 1
+    """Supporting views: jittered copies of each frame's camera whose targets come from ``support_renderer`` (by
+    default the point cloud through the torch point renderer). The colour solve and the fit reproduce them beside
+    the frames. Nearly opaque splats overlap their neighbours on a surface; fitted to the frames alone, their
+    colours suit one depth order, which a small turn reorders (room example, one view: held-out PSNR 26.1 dB with
+    none, 27.7 with one, point cloud 28.6). Each costs one point render, one more view in the colour solve and a
+    share of the steps. 0 = frames only."""
     support_jitter_deg: float = 3.0
     """Maximum yaw/pitch jitter of a supporting or held-out view."""
     support_jitter_fraction: float = 0.02
     """Maximum translation jitter of a supporting or held-out view, as a fraction of its frame's median depth."""
-    support_weight: float = 0.5
-    """Loss weight of supporting views relative to frames."""
+    support_weight: float = 0.2
+    """Loss weight of supporting views relative to frames (colour solve and fit). The point cloud's render is
+    blurrier than the frames: at 0.5 the room example (one view) gains 0.7 dB more held-out PSNR than at 0.2, but
+    the landscape (stage path) loses 1.2 dB against no supporting views (at 0.2: 0.3 dB)."""
     reuse_binning_for: int = 4
     """torch backend: each view's culling and (Gaussian, pixel) pairs are rebuilt every this many renders of that
     view and reused in between (alphas are still recomputed exactly; only splats that grew past their old footprint
@@ -239,13 +245,10 @@ def fit_splats(
     render_target = support_renderer
     if render_target is None and isinstance(source, PointCloud):
         render_target = _cloud_renderer(source)
-    if config.support_views_per_frame > 0 and support_renderer is not None:
+    if config.support_views_per_frame > 0 and render_target is not None:
         for f in frames:
             for _ in range(config.support_views_per_frame):
-                camera = jittered_camera(
-                    f.camera, f.depth, config.support_jitter_deg, config.support_jitter_fraction, generator
-                )
-                targets.append(rendered_target(camera, support_renderer, config.support_weight, config.fit_max_side))
+                targets.append(_jittered_target(f, render_target, config.support_weight, config, generator))
     holdout = []
     if config.stop_on_plateau and budget > 0 and render_target is not None:
         holdout = _holdout_targets(frames, render_target, config, torch.Generator().manual_seed(config.seed + 1))
@@ -384,14 +387,17 @@ def _holdout_targets(
     """Jittered views of ``holdout_views`` frames spread evenly along the path, targets rendered by ``render_fn``."""
     count = config.holdout_views
     picks = [round(i * (len(frames) - 1) / max(count - 1, 1)) for i in range(count)]  # one frame: all jitter it
-    out = []
-    for index in picks:
-        f = frames[index]
-        camera = jittered_camera(
-            f.camera, f.depth, config.support_jitter_deg, config.support_jitter_fraction, generator
-        )
-        out.append(rendered_target(camera, render_fn, 1.0, config.fit_max_side))
-    return out
+    return [_jittered_target(frames[index], render_fn, 1.0, config, generator) for index in picks]
+
+
+def _jittered_target(
+    frame: Frame, render_fn: SupportRenderer, weight: float, config: SplatConfig, generator: torch.Generator
+) -> Target:
+    """``frame``'s camera turned and moved by up to the supporting-view jitter, the target drawn by ``render_fn``."""
+    camera = jittered_camera(
+        frame.camera, frame.depth, config.support_jitter_deg, config.support_jitter_fraction, generator
+    )
+    return rendered_target(camera, render_fn, weight, config.fit_max_side)
 
 
 @torch.no_grad()
