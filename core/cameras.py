@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,11 +21,15 @@ import torch
 from scipy.spatial.transform import Rotation
 from torch import Tensor
 
-# Invisible Stitch's 360° ring: 25° steps, then two views that close the gap symmetrically.
+# The 360 ring: Invisible Stitch's 25° step, taken to both sides of the photo (0°, ±25°, ..., ±150°), and 180°
+# where the sides meet. Invisible Stitch goes 0..250° in 25° steps and closes the remaining 110° in longer steps
+# (272.5°, 316.25°; we had split it evenly, 36.7°): at the default 53° field of view a 25° step leaves a 49 % hole,
+# a 36.7° step 69 %, and PatchMatch took 4.4-5.5 s for those against 2.1 s (room, 512x384, one view at a time).
+# Symmetric sides make every hole the same size, the two chains equally long (their closure discrepancy meets
+# opposite the photo) and the grow loop's pairs of views balanced on two cores: outpainting the room's ring took
+# 19.6-19.7 s with 14 views against 21.8-26.8 s with the 13 of the old ring (quiet, alternating).
 RING_STEP_DEG = 25.0
-RING_STEPS = 11  # 0°, 25°, ..., 250°
-# The remaining gap is 360 - 250 = 110°; two more views at its thirds split it in three ~36.7° steps.
-# (Invisible Stitch hard-codes 272.5° and 316.25°, leaving uneven 22.5°/43.75°/43.75° steps.)
+RING_SIDE_STEPS = 6  # ±25°, ..., ±150°; 180° closes the last 6.8° gap at the default field of view
 SPHERE_MAX_STEP = 0.6  # sphere neighbours at most 60 % of the FoV apart = at least 40 % overlap
 
 
@@ -135,10 +140,9 @@ class View:
 
 
 def ring_yaws() -> list[float]:
-    """The 13 yaws of the 360 ring: 0..250° in 25° steps, then the 110° gap split in thirds."""
-    yaws = [i * RING_STEP_DEG for i in range(RING_STEPS)]
-    gap = 360.0 - yaws[-1]
-    return yaws + [yaws[-1] + gap / 3, yaws[-1] + 2 * gap / 3]
+    """The 14 yaws of the 360 ring: 0°, then 25° steps to both sides up to ±150°, then 180° where the sides meet."""
+    steps = [RING_STEP_DEG * k for k in range(1, RING_SIDE_STEPS + 1)]
+    return [0.0, *steps, *(360.0 - y for y in steps), 180.0]
 
 
 def ordered_ring(yaws: list[float]) -> list[float]:
@@ -165,50 +169,56 @@ OVERLAP_MARGIN_PX = 8.0
 points' half-pixel footprint (``GrowConfig.point_footprint_px``)."""
 
 OVERLAP_SAMPLE_PX = 4.0
-"""Spacing of the border pixels :func:`views_overlap` tests: fine enough that no overlap wider than the margin
+"""Spacing of the pixels :func:`views_overlap` tests: finer than the margin, so no overlap wider than the margin
 slips between two samples."""
 
 
-def views_overlap(a: Camera, b: Camera, margin_px: float = OVERLAP_MARGIN_PX) -> bool:
-    """Whether anything one camera sees could show in the other, within ``margin_px`` of its border.
+def views_overlap(a: Camera, b: Camera, margin_px: float = OVERLAP_MARGIN_PX, covered: Sequence[Camera] = ()) -> bool:
+    """Whether something new in one camera's view could show in the other's, within ``margin_px`` of its border.
 
-    For cameras at one centre (a ring or sphere path, which turns in place) what a camera sees is a convex cone of
-    directions whatever the depth, and two such cones meet only if the border of one enters the other: the border
-    rays of each are projected into the other. Cameras at different centres are taken to overlap (a near point
-    can show anywhere).
+    For cameras at one centre (a ring or sphere path, which turns in place) what a camera sees is a cone of
+    directions whatever the depth: the two overlap where a ray of one lands inside the other. Directions inside a
+    ``covered`` camera (already grown views: nothing there is new, short of holes the grow loop fills) do not
+    count, so the two turns next to the photo are apart although both see its middle. Cameras at different centres
+    are taken to overlap (a near point can show anywhere).
 
     Example:
         >>> K = intrinsics(384, 512)
         >>> cam = lambda yaw: Camera(K, pose(rotation_yaw_pitch(yaw, 0.0), torch.zeros(3)), 384, 512)
-        >>> views_overlap(cam(25.0), cam(-36.7)), views_overlap(cam(25.0), cam(50.0))
+        >>> views_overlap(cam(25.0), cam(-50.0)), views_overlap(cam(25.0), cam(50.0))
         (False, True)
+        >>> views_overlap(cam(25.0), cam(-25.0)), views_overlap(cam(25.0), cam(-25.0), covered=[cam(0.0)])
+        (True, False)
     """
-    if float((a.center - b.center).norm()) > 1e-6 * (1.0 + float(a.center.norm())):
+    if any(float((c.center - a.center).norm()) > 1e-6 * (1.0 + float(a.center.norm())) for c in (b, *covered)):
         return True
-    return _border_enters(a, b, margin_px) or _border_enters(b, a, margin_px)
-
-
-def _border_enters(a: Camera, b: Camera, margin_px: float) -> bool:
-    """Whether a ray through a border pixel of ``a`` lands within ``b``'s image grown by ``margin_px``."""
     dtype = torch.float64
-    columns = torch.linspace(0.0, a.width, max(2, math.ceil(a.width / OVERLAP_SAMPLE_PX) + 1), dtype=dtype)
-    rows = torch.linspace(0.0, a.height, max(2, math.ceil(a.height / OVERLAP_SAMPLE_PX) + 1), dtype=dtype)
-    u = torch.cat([columns, columns, torch.zeros_like(rows), torch.full_like(rows, a.width)])
-    v = torch.cat([torch.zeros_like(columns), torch.full_like(columns, a.height), rows, rows])
-    pixels = torch.stack([u, v, torch.ones_like(u)], dim=-1)  # [P, 3] homogeneous
-    rays_a = pixels @ torch.linalg.inv(a.K.to(dtype)).T  # [P, 3] camera a
-    a_to_b = b.world_to_cam.to(dtype)[:3, :3] @ a.cam_to_world.to(dtype)[:3, :3]  # rotation a -> b
-    rays_b = rays_a @ a_to_b.T  # [P, 3] camera b
-    ahead = rays_b[:, 2] > 1e-9
-    projected = rays_b[ahead] @ b.K.to(dtype).T
-    uv = projected[:, :2] / projected[:, 2:]
-    inside = (
-        (uv[:, 0] >= -margin_px)
-        & (uv[:, 0] <= b.width + margin_px)
-        & (uv[:, 1] >= -margin_px)
-        & (uv[:, 1] <= b.height + margin_px)
+    u, v = torch.meshgrid(
+        torch.linspace(0.0, a.width, max(2, math.ceil(a.width / OVERLAP_SAMPLE_PX) + 1), dtype=dtype),
+        torch.linspace(0.0, a.height, max(2, math.ceil(a.height / OVERLAP_SAMPLE_PX) + 1), dtype=dtype),
+        indexing="xy",
     )
-    return bool(inside.any())
+    pixels = torch.stack([u.reshape(-1), v.reshape(-1), torch.ones(u.numel(), dtype=dtype)], dim=-1)  # [P, 3]
+    rays = pixels @ torch.linalg.inv(a.K.to(dtype)).T @ a.cam_to_world.to(dtype)[:3, :3].T  # [P, 3] world
+    shared = _inside(rays, b, margin_px)  # [P]: within b's image grown by the margin
+    for camera in covered:
+        shared &= ~_inside(rays, camera, 0.0)  # inside a grown view: nothing new there (short of its holes)
+    return bool(shared.any())
+
+
+def _inside(rays: Tensor, camera: Camera, margin_px: float) -> Tensor:  # [P, 3] world directions -> [P] bool
+    """Which directions land inside ``camera``'s image grown by ``margin_px`` (shrunk when negative)."""
+    local = rays @ camera.world_to_cam.to(rays.dtype)[:3, :3].T  # [P, 3]
+    ahead = local[:, 2] > 1e-9
+    projected = local @ camera.K.to(rays.dtype).T
+    uv = projected[:, :2] / torch.where(ahead, projected[:, 2], torch.ones_like(projected[:, 2]))[:, None]
+    return (
+        ahead
+        & (uv[:, 0] >= -margin_px)
+        & (uv[:, 0] <= camera.width + margin_px)
+        & (uv[:, 1] >= -margin_px)
+        & (uv[:, 1] <= camera.height + margin_px)
+    )
 
 
 def path_views(mode: str, hfov_deg: float | None = None, aspect: float = 0.75) -> list[View]:

@@ -230,7 +230,7 @@ def grow_ring(label: str, world, size: tuple[int, int], estimator, completer_fac
 
 def format_rings(rings: list[RingResult]) -> str:
     lines = [
-        "**360 ring (13 views), median relative depth error of the new pixels in the 8-px seam band**",
+        "**360 ring (14 views), median relative depth error of the new pixels in the 8-px seam band**",
         "",
         "| ring | first seam | last seam | last / first | worst seam | new pixels, mean over views | s |",
         "|---|---:|---:|---:|---:|---:|---:|",

@@ -152,6 +152,7 @@ def fit_rate(count: int, backend: str, steps: int) -> dict:
         iterations_per_view=None,
         stop_on_plateau=False,
         color_solve_iterations=0,
+        support_views_per_frame=0,  # steps over the frames only: it/s comparable with earlier rounds' figures
         fit_max_side=max(FIT_SIZE),
         rasterizer=backend,
     )

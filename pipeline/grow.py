@@ -278,10 +278,11 @@ class ScenePipeline:
 
 def outpaint_wave(cameras: list[Camera], start: int, lanes: int) -> list[int]:
     """The views from ``start`` on that can be outpainted together: consecutive, at most ``lanes``, each apart
-    from every other (:func:`core.cameras.views_overlap`)."""
+    from every other outside the views before ``start`` (:func:`core.cameras.views_overlap`)."""
+    grown = cameras[:start]
     wave = [start]
     for index in range(start + 1, min(len(cameras), start + lanes)):
-        if any(views_overlap(cameras[index], cameras[other]) for other in wave):
+        if any(views_overlap(cameras[index], cameras[other], covered=grown) for other in wave):
             break
         wave.append(index)
     return wave

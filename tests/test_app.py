@@ -443,7 +443,7 @@ def test_estimate_before_generate_scales_with_views_and_size(tmp_path, photo):
     single, stage, ring = seconds("single"), seconds("stage"), seconds("360")
     assert single < stage < ring and single * 2 < ring
     assert seconds("360", "default") > ring  # more pixels per view
-    assert "13 views at 256×192" in _estimate(runner, str(photo), "360", "draft", "keep", 0, 0, None, 1, 1, True)
+    assert "14 views at 256×192" in _estimate(runner, str(photo), "360", "draft", "keep", 0, 0, None, 1, 1, True)
     assert "1 view at" in _estimate(runner, str(photo), "single", "draft", "keep", 0, 0, None, 1, 1, True)
     assert _estimate(runner, str(photo), "single", "custom", "keep", 8, 8, None, 1, 1, True) == ""  # too small
 

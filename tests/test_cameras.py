@@ -29,12 +29,14 @@ def test_default_fov_is_focal_equals_width():
     assert camera.hfov_deg == pytest.approx(2 * math.degrees(math.atan(0.5)))  # 53.13°
 
 
-def test_ring_matches_invisible_stitch_count_and_closes_symmetrically():
-    yaws = ring_yaws()
-    assert len(yaws) == 13
-    assert yaws[:11] == [25.0 * i for i in range(11)]
-    gaps = [b - a for a, b in zip(yaws[10:], yaws[11:] + [360.0])]
-    assert max(gaps) - min(gaps) < 1e-9  # the last two split the remaining gap evenly
+def test_ring_takes_invisible_stitchs_step_to_both_sides_and_closes():
+    yaws = sorted(ring_yaws())
+    assert len(yaws) == 14 and yaws[0] == 0.0 and 180.0 in yaws
+    steps = [b - a for a, b in zip(yaws, yaws[1:] + [360.0])]
+    # 25° steps out to ±150° (each new view's hole the same size), and 180° between the two sides' last views
+    assert sorted(steps) == pytest.approx([25.0] * 12 + [30.0] * 2)
+    half_fov = math.degrees(math.atan(0.5))
+    assert 150.0 + half_fov > 180.0 - half_fov  # the view at 180° sees both sides' last views: the ring is closed
 
 
 def test_360_order_each_view_neighbours_an_earlier_one():

@@ -15,7 +15,7 @@ from tests.test_cli import EXAMPLE
 TINY = ["--size", "64x64", "--aspect", "crop", "--splat-iters", "2", "--no-video", "--steps", "2"]
 
 
-@pytest.mark.parametrize("mode, views", [("stage", 3), ("360", 13)])
+@pytest.mark.parametrize("mode, views", [("stage", 3), ("360", 14)])
 def test_generative_profile_with_tiny_models(tmp_path, no_network, tiny_models, mode, views):  # noqa: F811
     out = tmp_path / mode
     args = ["--image", str(EXAMPLE), "--mode", mode, "--out", str(out), "--profile", "generative"]

@@ -67,8 +67,8 @@ def _assert_same_scene(a, b):
 def test_ring_sides_take_turns():
     signed = [((y + 180) % 360) - 180 for y in ordered_ring(ring_yaws())]
     assert signed[0] == 0
-    sides = [s > 0 for s in signed[1:11]]
-    assert sides == [True, False] * 5  # right, left, right, ... until the shorter side runs out
+    sides = [s > 0 for s in signed[1:13]]
+    assert sides == [True, False] * 6  # right, left, right, ... then 180° where they meet
     assert sorted(round(y, 6) for y in ordered_ring(ring_yaws())) == sorted(round(y, 6) for y in ring_yaws())
 
 
@@ -85,6 +85,15 @@ def test_views_overlap_by_field_of_view(yaw_a, yaw_b, overlap):
 
     assert views_overlap(_camera(yaw_a), _camera(yaw_b)) is overlap
     assert views_overlap(_camera(yaw_b), _camera(yaw_a)) is overlap
+
+
+def test_views_overlapping_only_inside_grown_views_are_apart():
+    from core.cameras import views_overlap
+
+    left, right = _camera(-25.0), _camera(25.0)  # both see the photo's middle, nothing of each other's new side
+    assert views_overlap(left, right)
+    assert not views_overlap(left, right, covered=[_camera(0.0)])
+    assert views_overlap(left, right, covered=[_camera(40.0)])  # a grown view elsewhere does not cover the middle
 
 
 def test_views_at_different_centres_are_taken_to_overlap():
@@ -109,7 +118,7 @@ def test_waves_pair_the_two_sides_of_the_ring():
     while index < len(cameras):
         waves.append(outpaint_wave(cameras, index, 2))
         index += len(waves[-1])
-    assert [len(w) for w in waves] == [2, 2, 2, 2, 2, 1, 1]  # the last two meet behind the photo
+    assert [len(w) for w in waves] == [2, 2, 2, 2, 2, 2, 1]  # 180° sees both sides' last views
     assert outpaint_wave(cameras, 1, 1) == [1]
 
 
@@ -120,15 +129,15 @@ def test_ring_outpainted_in_pairs_equals_one_view_at_a_time():
     assert isinstance(paired, ParallelOutpainter)
     together = _grow(paired, cameras, image)
     one_by_one = _grow(alone, cameras, image)
-    assert paired.waves == [[1, 2], [3, 4], [5, 6], [7, 8], [9, 10]] and paired.single == [11, 12]
-    assert alone.waves == [] and alone.single == list(range(1, 13))
+    assert paired.waves == [[1, 2], [3, 4], [5, 6], [7, 8], [9, 10], [11, 12]] and paired.single == [13]
+    assert alone.waves == [] and alone.single == list(range(1, 14))
     _assert_same_scene(together, one_by_one)
 
 
 def test_view_that_sees_its_waves_new_points_is_outpainted_again(monkeypatch):
     """Neighbouring views wrongly taken as apart: the second sees what the first added, so its fill from the
     earlier render is thrown away and it is outpainted again, and the scene is still the sequential one."""
-    monkeypatch.setattr(grow, "views_overlap", lambda a, b: False)
+    monkeypatch.setattr(grow, "views_overlap", lambda a, b, covered=(): False)
     cameras = make_cameras("stage", (WIDTH, HEIGHT))  # 0°, +25°, -25°: views 1 and 2 both overlap view 0 only
     cameras = [cameras[0], cameras[1], _camera(50.0)]  # view 2 at 50° sees view 1's new content
     image = torch.rand(HEIGHT, WIDTH, 3, generator=torch.Generator().manual_seed(1))

@@ -19,7 +19,7 @@ from pipeline.job import VIEWER_COMMENT, JobError, JobRequest, grow_job, load_co
 
 ROOT = Path(__file__).resolve().parents[1]
 ROOM = ROOT / "examples" / "room"
-SIZE = (96, 72)  # (W, H): 13 views in seconds
+SIZE = (96, 72)  # (W, H): 14 views in seconds
 MIN_PANORAMA_COVERAGE = 0.15  # a level ring at ~53° vertical... no floor/sky: the band around the horizon
 
 

@@ -86,7 +86,7 @@ def warped_360():
 
 def test_known_region_rerenders_truth(exact_360):
     world, result = exact_360
-    assert len(result.frames) == 13
+    assert len(result.frames) == 14
     for frame in result.frames[1:]:
         truth_rgb, truth_depth = world.render(frame.camera)
         known = ~frame.fill_mask
