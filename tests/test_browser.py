@@ -129,7 +129,8 @@ def wait_for_scene(page, timeout_s: float, settle_s: float = 30) -> np.ndarray:
 
 def canvas_shot(page) -> np.ndarray:
     """The viewer canvas below its overlays (label, download button) and inside its border."""  # -> [H, W, 3]
-    shot = np.asarray(Image.open(io.BytesIO(page.locator("#viewer canvas").first.screenshot())).convert("RGB"))
+    png = page.locator("#viewer canvas").first.screenshot(timeout=120_000)  # software WebGL can be slow to settle
+    shot = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
     return shot[OVERLAY_ROWS:-BORDER_PX, BORDER_PX:-BORDER_PX]
 
 

@@ -153,14 +153,23 @@ def serve_and_screenshot(plys: dict[str, Path], label: str) -> dict[str, np.ndar
     return shots
 
 
+SCREENSHOT_TIMEOUT_MS = 120_000
+"""One canvas screenshot waits for the element to be stable over two frames; SwiftShader (software WebGL) drawing
+the room's splats on a busy 2-core machine took longer than Playwright's default 30 s once in a full CI run."""
+
+
 def _first_frame(canvas, timeout_s: float = 60) -> np.ndarray:
     """The canvas once something is drawn (the splats load asynchronously), or the last blank frame."""
     deadline = time.time() + timeout_s
+
+    def shoot() -> np.ndarray:
+        return np.asarray(Image.open(io.BytesIO(canvas.screenshot(timeout=SCREENSHOT_TIMEOUT_MS))).convert("RGB"))
+
     while True:
-        shot = np.asarray(Image.open(io.BytesIO(canvas.screenshot())).convert("RGB"))
+        shot = shoot()
         if shot[OVERLAY_ROWS:].std() > 10 or time.time() > deadline:
             time.sleep(1.0)  # let the depth sort of the first frames settle
-            return np.asarray(Image.open(io.BytesIO(canvas.screenshot())).convert("RGB"))
+            return shoot()
         time.sleep(0.5)
 
 
