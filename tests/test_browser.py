@@ -153,6 +153,12 @@ def zoom_out(page, steps: int, settle_s: float = 40) -> np.ndarray:
         previous = shot
 
 
+VIEWER_ATTEMPTS = 2
+"""Whole page flows tried before a missing viewer fails the test: in full-suite runs on the 2-core machine the
+viewer's canvas sometimes never appeared (software WebGL; 2 of 5 full runs on 2026-12-01, a different browser test
+each time, every one of them passing alone), while the job had finished and its downloads were listed."""
+
+
 def drive(
     url: str, examples: Path, label: str, job_timeout_s: float, example: int = 0, zoom_out_steps: int = 0
 ) -> tuple[np.ndarray, Path, Path]:
@@ -163,37 +169,54 @@ def drive(
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1280, "height": 1200})
-            page.goto(url)
-            page.locator("#generate").wait_for(timeout=60_000)
-            banner = page.locator("#profile-banner").inner_text()
-            assert "profile" in banner.lower()
-            photo = pick_example(page, example, examples)
-            page.locator("#estimate").get_by_text("Estimated time").wait_for(timeout=30_000)
-            page.locator("#generate").click()
-            time.sleep(2)
-            page.screenshot(path=str(SCREENSHOT_DIR / f"worldstitch_app_{label}_running.png"))
-            done = page.locator("#status").get_by_text(re.compile(r"^Done in"))
-            error = page.locator(".toast-message-text.error")
-            done.or_(error).first.wait_for(timeout=job_timeout_s * 1000)
-            assert not error.count(), f"the job failed in the browser: {error.first.inner_text()}"
-            status = page.locator("#status").inner_text()
-            assert " 1 views" not in status, status
-            try:
-                canvas = wait_for_scene(page, timeout_s=VIEWER_TIMEOUT_S)
-            except Exception:
-                page.locator("#viewer").scroll_into_view_if_needed()
-                page.screenshot(path=str(SCREENSHOT_DIR / f"worldstitch_app_{label}_no_viewer.png"))
-                raise AssertionError(f"the viewer showed nothing after: {status}") from None
-            if zoom_out_steps:
-                canvas = zoom_out(page, zoom_out_steps)
-            shot = SCREENSHOT_DIR / f"worldstitch_app_{label}_page.png"
-            page.screenshot(path=str(shot), full_page=False)
-            Image.fromarray(canvas).save(SCREENSHOT_DIR / f"worldstitch_app_{label}_viewer.png")
-            for name in ("splats.ply", "scene.glb"):
-                assert page.locator(f'#downloads [aria-label="{name}"]').count() == 1, name
+            for attempt in range(1, VIEWER_ATTEMPTS + 1):
+                page = browser.new_page(viewport={"width": 1280, "height": 1200})
+                try:
+                    return _generate_and_view(page, examples, url, label, job_timeout_s, example, zoom_out_steps)
+                except ViewerMissing as missing:
+                    if attempt == VIEWER_ATTEMPTS:
+                        raise AssertionError(str(missing)) from None
+                    print(f"attempt {attempt}: {missing}; trying the whole flow again in a new page")
+                finally:
+                    page.close()
         finally:
             browser.close()
+    raise AssertionError("unreachable")
+
+
+class ViewerMissing(Exception):
+    """The job finished but the viewer drew nothing in time."""
+
+
+def _generate_and_view(page, examples, url, label, job_timeout_s, example, zoom_out_steps):
+    page.goto(url)
+    page.locator("#generate").wait_for(timeout=60_000)
+    banner = page.locator("#profile-banner").inner_text()
+    assert "profile" in banner.lower()
+    photo = pick_example(page, example, examples)
+    page.locator("#estimate").get_by_text("Estimated time").wait_for(timeout=30_000)
+    page.locator("#generate").click()
+    time.sleep(2)
+    page.screenshot(path=str(SCREENSHOT_DIR / f"worldstitch_app_{label}_running.png"))
+    done = page.locator("#status").get_by_text(re.compile(r"^Done in"))
+    error = page.locator(".toast-message-text.error")
+    done.or_(error).first.wait_for(timeout=job_timeout_s * 1000)
+    assert not error.count(), f"the job failed in the browser: {error.first.inner_text()}"
+    status = page.locator("#status").inner_text()
+    assert " 1 views" not in status, status
+    try:
+        canvas = wait_for_scene(page, timeout_s=VIEWER_TIMEOUT_S)
+    except Exception:
+        page.locator("#viewer").scroll_into_view_if_needed()
+        page.screenshot(path=str(SCREENSHOT_DIR / f"worldstitch_app_{label}_no_viewer.png"))
+        raise ViewerMissing(f"the viewer showed nothing after: {status}") from None
+    if zoom_out_steps:
+        canvas = zoom_out(page, zoom_out_steps)
+    shot = SCREENSHOT_DIR / f"worldstitch_app_{label}_page.png"
+    page.screenshot(path=str(shot), full_page=False)
+    Image.fromarray(canvas).save(SCREENSHOT_DIR / f"worldstitch_app_{label}_viewer.png")
+    for name in ("splats.ply", "scene.glb"):
+        assert page.locator(f'#downloads [aria-label="{name}"]').count() == 1, name
     return canvas, shot, photo
 
 
