@@ -132,7 +132,7 @@ class PatchMatchOutpainter:
             return image.clone()
         pixels, hole = _as_uint8(image, fill_mask)
         if self._patch_match is not None:
-            filled = inpaint_uint8(pixels, hole, seed, self.patch_size, self.solve_max_side)
+            filled = self._fill(pixels, hole, seed)
         else:
             import cv2
 
@@ -164,29 +164,27 @@ class PatchMatchOutpainter:
                 results[position] = self.outpaint(request.image, request.fill_mask, seed=request.seed)
             return results
         with self._worker_lock:
-            while work:
-                (here, pixels, hole, seed), *rest = work
-                remote = rest[0] if rest else None
-                work = rest[1:]
-                if remote is not None:
-                    remote = self._send(remote)
-                filled = inpaint_uint8(pixels, hole, seed, self.patch_size, self.solve_max_side)
-                results[here] = _compose(requests[here].image, requests[here].fill_mask, filled)
-                if remote is not None:
-                    position, pixels, hole, seed, sent = remote
-                    filled = self._receive(sent, pixels, hole, seed)
-                    results[position] = _compose(requests[position].image, requests[position].fill_mask, filled)
+            for first in range(0, len(work), 2):
+                pair = work[first : first + 2]  # one fill here, the other (if any) in the worker meanwhile
+                sent = len(pair) == 2 and self._send(*pair[1])
+                filled = [self._fill(*pair[0][1:])]
+                if len(pair) == 2:
+                    filled.append(self._receive(sent, *pair[1][1:]))
+                for (position, *_), pixels in zip(pair, filled):
+                    results[position] = _compose(requests[position].image, requests[position].fill_mask, pixels)
         return results
 
-    def _send(self, item: tuple) -> tuple:
-        """Hand one fill to the worker; the item with ``sent`` (False when the worker could not take it)."""
-        position, pixels, hole, seed = item
+    def _fill(self, pixels: np.ndarray, hole: np.ndarray, seed: int) -> np.ndarray:  # [H, W, 3] uint8, here
+        return inpaint_uint8(pixels, hole, seed, self.patch_size, self.solve_max_side)
+
+    def _send(self, position: int, pixels: np.ndarray, hole: np.ndarray, seed: int) -> bool:
+        """Hand one fill to the worker; False when it could not take it (the fill then runs here)."""
         try:
             self._worker.send(pixels, hole, seed, self.patch_size, self.solve_max_side)
         except WorkerError as error:
             logger.warning("%s; filling view %d in this process instead", error, position)
-            return (*item, False)
-        return (*item, True)
+            return False
+        return True
 
     def _receive(self, sent: bool, pixels: np.ndarray, hole: np.ndarray, seed: int) -> np.ndarray:
         if sent:
@@ -194,7 +192,7 @@ class PatchMatchOutpainter:
                 return self._worker.receive()
             except WorkerError as error:
                 logger.warning("%s; filling that view in this process instead", error)
-        return inpaint_uint8(pixels, hole, seed, self.patch_size, self.solve_max_side)
+        return self._fill(pixels, hole, seed)
 
     @staticmethod
     def _check(image: Tensor, fill_mask: Tensor) -> bool:

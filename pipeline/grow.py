@@ -144,14 +144,11 @@ class ScenePipeline:
 
         # 3. Every further view: render, outpaint, complete, snap, fuse; views apart from each other in waves
         lanes = self.outpainter.parallel_views if isinstance(self.outpainter, ParallelOutpainter) else 1
-        index = 1
-        while index < num_views:
-            wave = outpaint_wave(cameras, index, max(1, lanes))
+        for wave in outpaint_waves(cameras, lanes):
             grown, cloud = self.grow_views(
                 wave, [cameras[i] for i in wave], cloud, prompt, negative_prompt, seed, step, clock, cancel
             )
             frames += grown
-            index += len(wave)
 
         # 4. A closed 360° ring: spread the closure discrepancy over the ring (pipeline/ring.py)
         centre = ring_centre(cameras) if self.config.close_ring else None
@@ -274,6 +271,15 @@ class ScenePipeline:
             cloud = cloud.cat(added)
         frame = Frame(index, camera, rgb, depth, fill, len(added), seen.depth, seen.known_mask, add)
         return frame, cloud
+
+
+def outpaint_waves(cameras: list[Camera], lanes: int) -> list[list[int]]:
+    """Views 1.. of the path split into the waves the grow loop outpaints together (:func:`outpaint_wave`)."""
+    waves, index = [], 1
+    while index < len(cameras):
+        waves.append(outpaint_wave(cameras, index, max(1, lanes)))
+        index += len(waves[-1])
+    return waves
 
 
 def outpaint_wave(cameras: list[Camera], start: int, lanes: int) -> list[int]:

@@ -13,7 +13,7 @@ from core.cameras import Camera, intrinsics, make_cameras, ordered_ring, pose, r
 from core.components import DepthEstimate, ParallelOutpainter
 from models.depth_align import AlignedCompleter
 from pipeline import grow
-from pipeline.grow import ScenePipeline, outpaint_wave
+from pipeline.grow import ScenePipeline, outpaint_wave, outpaint_waves
 from renderers import get_point_renderer
 
 WIDTH, HEIGHT = 128, 96  # large enough that the ring's alternate views are clear of each other's borders
@@ -114,10 +114,7 @@ def test_views_overlap_margin_is_in_pixels():
 
 def test_waves_pair_the_two_sides_of_the_ring():
     cameras = make_cameras("360", (WIDTH, HEIGHT))
-    waves, index = [], 1
-    while index < len(cameras):
-        waves.append(outpaint_wave(cameras, index, 2))
-        index += len(waves[-1])
+    waves = outpaint_waves(cameras, 2)
     assert [len(w) for w in waves] == [2, 2, 2, 2, 2, 2, 1]  # 180° sees both sides' last views
     assert outpaint_wave(cameras, 1, 1) == [1]
 

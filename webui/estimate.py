@@ -27,7 +27,7 @@ from core.cameras import make_cameras
 from core.threads import available_cpus
 from models.offline import MAX_PARALLEL_VIEWS
 from pipeline.config import FIT_MAX_SIDE, RunConfig, build_run_config, working_size
-from pipeline.grow import outpaint_wave
+from pipeline.grow import outpaint_waves
 from pipeline.job import panorama_width, video_path
 from pipeline.panorama import PANORAMA_MODES
 from pipeline.space import ZERO_GPU_MAX_S, ZERO_GPU_MIN_S, estimate_gpu_seconds
@@ -111,13 +111,8 @@ def grown_view_cost(cameras: list) -> float:
         >>> grown_view_cost(make_cameras("stage", (256, 192))) <= 2.0
         True
     """
-    lanes = min(MAX_PARALLEL_VIEWS, available_cpus())
-    cost, index = 0.0, 1
-    while index < len(cameras):
-        wave = outpaint_wave(cameras, index, lanes)
-        cost += 1.0 if len(wave) == 1 else PAIR_COST_VIEWS * len(wave) / 2
-        index += len(wave)
-    return cost
+    waves = outpaint_waves(cameras, min(MAX_PARALLEL_VIEWS, available_cpus()))
+    return sum(1.0 if len(wave) == 1 else PAIR_COST_VIEWS * len(wave) / 2 for wave in waves)
 
 
 def gpu_seconds(config: RunConfig, photo_size: tuple[int, int] | None = None, grow: bool = False) -> float:
